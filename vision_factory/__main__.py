@@ -1,0 +1,3 @@
+from vision_factory.cli import main
+
+main()

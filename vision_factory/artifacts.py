@@ -1,0 +1,79 @@
+"""Weights -> the artifact a backend loads, exporting into the cache on first use.
+
+ONNX-based backends: a .onnx file is used as it is by the onnx backend; a checkpoint is exported to
+ONNX by the model module; backends with a converter (OpenVINO IR, TensorRT engine) convert that ONNX.
+One cache entry per backend artifact, keyed by everything it depends on. Checkpoint backends (PyTorch)
+load the weights directly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Mapping
+
+from vision_factory.backends import Backend
+from vision_factory.errors import ConfigError
+from vision_factory.export_cache import ExportCache, sha256_file
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """What a session opens: `path` (or an already loaded PyTorch `module`) and the model's metadata
+    (e.g. class names). `exported` is True when this launch had to export."""
+
+    path: Path
+    metadata: dict[str, str]
+    exported: bool
+    module: Any = None
+
+
+def read_onnx_metadata(path: Path) -> dict[str, str]:
+    """The custom metadata of an ONNX file (ultralytics stores class names and input size there)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # onnx raises DecodeError and others for a file that is not ONNX
+        raise ConfigError(f"'{path}' is not a readable ONNX model: {e}") from e
+    return {prop.key: prop.value for prop in model.metadata_props}
+
+
+def prepare_artifact(model: ModuleType, model_name: str, backend: Backend, weights: Path,
+                     options: Mapping[str, Any], backend_options: Mapping[str, Any],
+                     cache: ExportCache, logger: Any) -> Artifact:
+    """The artifact of `weights` for `backend`, from the cache or exported now."""
+    is_onnx = weights.suffix == ".onnx"
+    if backend.source == "checkpoint":
+        if weights.suffix not in model.CHECKPOINT_SUFFIXES:
+            raise ConfigError(f"the {backend.name} backend runs PyTorch checkpoints "
+                              f"({', '.join(model.CHECKPOINT_SUFFIXES)}); '{weights}' is not one")
+        module, metadata = model.load_torch(weights)
+        return Artifact(weights, metadata, exported=False, module=module)
+    if is_onnx and backend.converter() is None:
+        return Artifact(weights, read_onnx_metadata(weights), exported=False)
+
+    fields = {"model": model_name, "weights_sha256": sha256_file(weights), "weights_format": weights.suffix,
+              "backend": backend.name, "options": dict(options), **backend.runtime_fields(backend_options)}
+    if not is_onnx:
+        fields.update(model.exporter_fields())
+
+    def build(dst: Path) -> dict[str, Any]:
+        converter = backend.converter()
+        onnx_path = weights if is_onnx else (dst if converter is None else dst.with_name("source.onnx"))
+        extra: dict[str, Any] = {}
+        logger.info(f"first launch with these weights: exporting {weights.name} for the {backend.name} "
+                    f"backend into {dst.parent.parent}")
+        if not is_onnx:
+            extra.update(model.export_onnx(weights, onnx_path, options, logger))
+        extra["model_metadata"] = read_onnx_metadata(onnx_path)
+        if converter is not None:
+            extra.update(converter(onnx_path, dst, backend_options, logger))
+            if onnx_path != weights:
+                onnx_path.unlink()
+        return extra
+
+    entry = cache.get_or_build(fields, backend.artifact_filename, build, logger)
+    if not entry.built:
+        logger.info(f"loaded the cached {backend.name} export {entry.path}")
+    return Artifact(entry.path, dict(entry.metadata["model_metadata"]), exported=entry.built)

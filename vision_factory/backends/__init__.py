@@ -1,0 +1,117 @@
+"""The registry of backends: the one place that knows each backend's runtime, artifact and parameters.
+
+Everything else looks a backend up here by name; cuda and rocm are two rows of one implementation.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Callable, Mapping
+
+from vision_factory.errors import ConfigError
+from vision_factory.parameters import ParameterSpec
+
+_DEVICE_INDEX = "GPU index used by GPU execution providers (CUDA, TensorRT, ROCm, MIGraphX)."
+_TORCH_DEVICE = ("PyTorch device: cuda:N (ROCm builds use the same names) or cpu. Falls back to cpu with "
+                 "one warning when no GPU is visible.")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One backend.
+
+    source: "onnx" (the model goes through an ONNX file, then `convert` if set) or "checkpoint" (the
+    model's own PyTorch weights). artifact_filename: what the export cache stores for it.
+    """
+
+    name: str
+    summary: str
+    module: str
+    session: str
+    source: str
+    artifact_filename: str
+    parameters: tuple[ParameterSpec, ...]
+    requirements: str
+    pip_packages: tuple[str, ...]
+    convert: str | None = None
+    expect_rocm: bool = False
+
+    def runtime(self) -> ModuleType:
+        """The backend's session module; a missing runtime package is a ConfigError naming what to install."""
+        try:
+            return importlib.import_module(self.module)
+        except ImportError as e:
+            raise ConfigError(f"the {self.name} backend needs {', '.join(self.pip_packages)} "
+                              f"(pip install -r requirements/{self.requirements}): {e}") from e
+
+    def runtime_fields(self, options: Mapping[str, Any]) -> dict[str, str]:
+        """Runtime versions (and GPU generation) an artifact of this backend depends on."""
+        return self.runtime().runtime_fields(options)
+
+    def converter(self) -> Callable[..., dict[str, str]] | None:
+        """ONNX file -> this backend's artifact, or None when the ONNX file is the artifact."""
+        return getattr(self.runtime(), self.convert) if self.convert else None
+
+    def session_class(self) -> Any:
+        return getattr(self.runtime(), self.session)
+
+
+BACKENDS: dict[str, Backend] = {b.name: b for b in (
+    Backend(
+        name="onnx", summary="ONNX Runtime; execution provider chosen by parameter",
+        module="vision_factory.backends.onnxruntime_session", session="OnnxRuntimeSession",
+        source="onnx", artifact_filename="model.onnx", requirements="onnx.txt", pip_packages=("onnxruntime",),
+        parameters=(
+            ParameterSpec("execution_provider", "string", "cpu", "Ordered execution providers, e.g. "
+                          "'cuda,cpu' or ONNX Runtime names; unavailable ones are skipped with a warning.",
+                          read_only=True),
+            ParameterSpec("device", "string", "0", _DEVICE_INDEX, read_only=True),
+        )),
+    Backend(
+        name="openvino", summary="OpenVINO Runtime on an OpenVINO IR converted from ONNX",
+        module="vision_factory.backends.openvino_session", session="OpenVinoSession",
+        source="onnx", artifact_filename="model.xml", convert="convert_onnx", requirements="openvino.txt",
+        pip_packages=("openvino",),
+        parameters=(
+            ParameterSpec("device", "string", "CPU", "OpenVINO device: CPU, GPU, NPU or AUTO.", read_only=True),
+        )),
+    Backend(
+        name="tensorrt", summary="TensorRT engine built from ONNX (not verifiable on CPU-only machines)",
+        module="vision_factory.backends.tensorrt_session", session="TensorRtSession",
+        source="onnx", artifact_filename="model.engine", convert="build_engine", requirements="tensorrt.txt",
+        pip_packages=("tensorrt", "cuda-python"),
+        parameters=(
+            ParameterSpec("device", "string", "0", "CUDA GPU index (0 or cuda:0).", read_only=True),
+            ParameterSpec("precision", "string", "fp16", "Engine precision.", choices=("fp16", "fp32"),
+                          read_only=True),
+        )),
+    Backend(
+        name="cuda", summary="PyTorch on an NVIDIA GPU (CPU fallback with a warning)",
+        module="vision_factory.backends.torch_session", session="TorchSession",
+        source="checkpoint", artifact_filename="", requirements="torch.txt",
+        pip_packages=("torch", "ultralytics"),
+        parameters=(
+            ParameterSpec("device", "string", "cuda:0", _TORCH_DEVICE, read_only=True),
+            ParameterSpec("precision", "string", "fp32", "Inference precision (fp16 on GPU only).",
+                          choices=("fp32", "fp16"), read_only=True),
+        )),
+    Backend(
+        name="rocm", summary="PyTorch (ROCm build) on an AMD GPU (CPU fallback with a warning)",
+        module="vision_factory.backends.torch_session", session="TorchSession",
+        source="checkpoint", artifact_filename="", requirements="torch.txt",
+        pip_packages=("torch (ROCm build)", "ultralytics"), expect_rocm=True,
+        parameters=(
+            ParameterSpec("device", "string", "cuda:0", _TORCH_DEVICE, read_only=True),
+            ParameterSpec("precision", "string", "fp32", "Inference precision (fp16 on GPU only).",
+                          choices=("fp32", "fp16"), read_only=True),
+        )),
+)}
+
+
+def get_backend(name: str) -> Backend:
+    """The backend called `name`; ConfigError listing the known ones otherwise."""
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise ConfigError(f"unknown backend '{name}' (known: {', '.join(BACKENDS)})") from None

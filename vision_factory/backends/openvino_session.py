@@ -1,0 +1,58 @@
+"""OpenVINO Runtime sessions compiling an OpenVINO IR for a device (CPU, GPU, NPU, AUTO, ...)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from vision_factory.backends.session import BackendError
+
+# Device names that pick or combine devices themselves; the rest must be listed by the runtime.
+_VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
+
+
+class OpenVinoSession:
+    """An ov.CompiledModel on `device`."""
+
+    def __init__(self, model_path: Path, options: Mapping[str, Any], logger: Any = logging.getLogger(__name__)):
+        import openvino as ov
+
+        core = ov.Core()
+        device = str(options.get("device", "CPU")).upper()
+        available = core.available_devices
+        if not device.startswith(_VIRTUAL_DEVICES) and device not in available:
+            raise BackendError(f"OpenVINO device '{device}' is not available (available: "
+                               f"{', '.join(available)}, or AUTO)")
+        model = core.read_model(str(model_path))
+        self._compiled = core.compile_model(model, device)
+        self._request = self._compiled.create_infer_request()
+        first = model.inputs[0]
+        self.input_name = first.get_any_name()
+        self.input_shape = tuple(d.get_length() if d.is_static else -1 for d in first.get_partial_shape())
+        self.active = device
+        if device.startswith(_VIRTUAL_DEVICES):
+            chosen = self._compiled.get_property("EXECUTION_DEVICES")
+            self.active = f"{device} ({', '.join(chosen)})"
+        logger.info(f"openvino {ov.__version__} running {model_path.name} on {self.active}")
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        results = self._request.infer(dict(inputs))
+        return [np.asarray(results[output]) for output in self._compiled.outputs]
+
+
+def convert_onnx(onnx_path: Path, xml_path: Path, options: Mapping[str, Any], logger: Any) -> dict[str, str]:
+    """Convert an ONNX file to OpenVINO IR (`xml_path` and its .bin), weights kept in fp32."""
+    import openvino as ov
+
+    model = ov.convert_model(str(onnx_path))
+    ov.save_model(model, str(xml_path), compress_to_fp16=False)
+    return {"converter": f"openvino {ov.__version__}"}
+
+
+def runtime_fields(options: Mapping[str, Any]) -> dict[str, str]:
+    """Versions an artifact for this backend depends on (part of its cache key)."""
+    import openvino as ov
+
+    return {"openvino": ov.__version__}

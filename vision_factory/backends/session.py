@@ -1,0 +1,26 @@
+"""The one interface every backend session implements: named input arrays in, output arrays out."""
+from __future__ import annotations
+
+from typing import Mapping, Protocol
+
+import numpy as np
+
+
+class Session(Protocol):
+    """A loaded model on one runtime.
+
+    input_name / input_shape: the model's (first) input; dynamic dimensions are -1.
+    active: what is really running, for logs and diagnostics (e.g. "CPUExecutionProvider").
+    """
+
+    input_name: str
+    input_shape: tuple[int, ...]
+    active: str
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Run the model; outputs in the model's declared order, as numpy arrays."""
+        ...
+
+
+class BackendError(RuntimeError):
+    """A backend cannot be opened with the requested settings; the text says what is available."""

@@ -1,0 +1,143 @@
+"""TensorRT engines: built from ONNX with the tensorrt Python API, executed with CUDA device buffers.
+
+Written against TensorRT 10 (named I/O tensors, execute_async_v3) and cuda-python's runtime bindings.
+TensorRT cannot be installed on the project's CI machines: this module is tested with test doubles of
+both APIs and is NOT verified on a real GPU there (see README).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from vision_factory.backends.session import BackendError
+
+WORKSPACE_BYTES = 1 << 30
+
+
+def _cudart() -> Any:
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+    except ImportError:
+        from cuda import cudart  # older cuda-python
+    return cudart
+
+
+def _check(result: tuple) -> Any:
+    """cuda-python returns (error, *values); raise on error, return the values."""
+    error, *values = result
+    if int(error) != 0:
+        raise BackendError(f"CUDA call failed: {error}")
+    return values[0] if len(values) == 1 else values
+
+
+def _device_index(options: Mapping[str, Any]) -> int:
+    text = str(options.get("device", "0")).removeprefix("cuda:")
+    if not text.isdigit():
+        raise BackendError(f"tensorrt device must be a GPU index such as 0 or cuda:0, got '{text}'")
+    return int(text)
+
+
+def build_engine(onnx_path: Path, engine_path: Path, options: Mapping[str, Any], logger: Any) -> dict[str, str]:
+    """Parse `onnx_path`, build an engine (fp16 unless precision is fp32) and serialize it to `engine_path`."""
+    import tensorrt as trt
+
+    cudart = _cudart()
+    _check(cudart.cudaSetDevice(_device_index(options)))
+    trt_logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(trt_logger)
+    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+    parser = trt.OnnxParser(network, trt_logger)
+    if not parser.parse(onnx_path.read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise BackendError(f"TensorRT cannot parse {onnx_path.name}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+    precision = str(options.get("precision", "fp16"))
+    if precision == "fp16":
+        if not builder.platform_has_fast_fp16:
+            logger.warning("this GPU has no fast fp16; building the TensorRT engine in fp32")
+        else:
+            config.set_flag(trt.BuilderFlag.FP16)
+    logger.info(f"building a TensorRT {precision} engine from {onnx_path.name}; this takes minutes once")
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise BackendError(f"TensorRT failed to build an engine from {onnx_path.name}")
+    engine_path.write_bytes(bytes(serialized))
+    return {"converter": f"tensorrt {trt.__version__}"}
+
+
+def runtime_fields(options: Mapping[str, Any]) -> dict[str, str]:
+    """What an engine depends on besides its ONNX source: TensorRT version, GPU generation, precision."""
+    import tensorrt as trt
+
+    cudart = _cudart()
+    device = _device_index(options)
+    attr = cudart.cudaDeviceAttr
+    major = _check(cudart.cudaDeviceGetAttribute(attr.cudaDevAttrComputeCapabilityMajor, device))
+    minor = _check(cudart.cudaDeviceGetAttribute(attr.cudaDevAttrComputeCapabilityMinor, device))
+    return {"tensorrt": trt.__version__, "compute_capability": f"{major}.{minor}",
+            "precision": str(options.get("precision", "fp16"))}
+
+
+class TensorRtSession:
+    """A deserialized engine with one device buffer per I/O tensor, run on its own CUDA stream."""
+
+    def __init__(self, engine_path: Path, options: Mapping[str, Any], logger: Any = logging.getLogger(__name__)):
+        import tensorrt as trt
+
+        self._cudart = _cudart()
+        device = _device_index(options)
+        _check(self._cudart.cudaSetDevice(device))
+        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self._engine = self._runtime.deserialize_cuda_engine(engine_path.read_bytes())
+        if self._engine is None:
+            raise BackendError(f"TensorRT cannot deserialize {engine_path} (built by another TensorRT "
+                               f"version or GPU?)")
+        self._context = self._engine.create_execution_context()
+        self._stream = _check(self._cudart.cudaStreamCreate())
+        self._inputs: list[str] = []
+        self._outputs: list[tuple[str, np.ndarray]] = []
+        self._buffers: dict[str, int] = {}
+        for i in range(self._engine.num_io_tensors):
+            name = self._engine.get_tensor_name(i)
+            shape = tuple(self._engine.get_tensor_shape(name))
+            dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(name)))
+            if any(d < 0 for d in shape):
+                raise BackendError(f"tensor '{name}' has a dynamic shape {shape}; export with a fixed size")
+            nbytes = int(np.prod(shape)) * dtype.itemsize
+            self._buffers[name] = _check(self._cudart.cudaMalloc(nbytes))
+            self._context.set_tensor_address(name, self._buffers[name])
+            if self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+                self._inputs.append(name)
+                self._input_dtype = dtype
+            else:
+                self._outputs.append((name, np.empty(shape, dtype)))
+        self.input_name = self._inputs[0]
+        self.input_shape = tuple(self._engine.get_tensor_shape(self.input_name))
+        self.active = f"cuda:{device} ({options.get('precision', 'fp16')} engine)"
+        logger.info(f"tensorrt {trt.__version__} running {engine_path.name} on {self.active}")
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        cudart = self._cudart
+        to_device = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+        for name in self._inputs:
+            host = np.ascontiguousarray(inputs[name], dtype=self._input_dtype)
+            _check(cudart.cudaMemcpyAsync(self._buffers[name], host.ctypes.data, host.nbytes, to_device,
+                                          self._stream))
+        if not self._context.execute_async_v3(self._stream):
+            raise BackendError("TensorRT execution failed")
+        to_host = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        results = []
+        for name, host in self._outputs:
+            _check(cudart.cudaMemcpyAsync(host.ctypes.data, self._buffers[name], host.nbytes, to_host,
+                                          self._stream))
+            results.append(host)
+        _check(cudart.cudaStreamSynchronize(self._stream))
+        return [host.copy() for host in results]
+
+    def __del__(self) -> None:
+        for pointer in getattr(self, "_buffers", {}).values():
+            self._cudart.cudaFree(pointer)

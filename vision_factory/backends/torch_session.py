@@ -1,0 +1,77 @@
+"""PyTorch sessions for the cuda and rocm backends (ROCm builds of PyTorch use the same "cuda:N" names).
+
+The model module loads its checkpoint into an nn.Module whose forward returns the same raw outputs as
+its ONNX export, so every backend shares one postprocess.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from vision_factory.backends.session import BackendError
+
+
+def resolve_device(requested: str, expect_rocm: bool, logger: Any) -> str:
+    """The torch device to use: `requested` if usable, else "cpu" with one warning saying why."""
+    import torch
+
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, ValueError) as e:
+        raise BackendError(f"malformed device '{requested}' (use cuda:N or cpu)") from e
+    if device.type == "cpu":
+        return "cpu"
+    if device.type != "cuda":
+        raise BackendError(f"device '{requested}' is not supported here (use cuda:N or cpu)")
+    build = "ROCm" if torch.version.hip else "CUDA" if torch.version.cuda else "CPU-only"
+    if expect_rocm and build != "ROCm":
+        logger.warning(f"the rocm backend runs on a {build} build of PyTorch {torch.__version__}")
+    if not torch.cuda.is_available():
+        logger.warning(f"no GPU visible to PyTorch {torch.__version__} ({build} build): falling back "
+                       f"from {requested} to cpu")
+        return "cpu"
+    index = device.index or 0
+    if index >= torch.cuda.device_count():
+        logger.warning(f"{requested} does not exist ({torch.cuda.device_count()} GPUs): using cuda:0")
+        index = 0
+    return f"cuda:{index}"
+
+
+class TorchSession:
+    """A loaded nn.Module (from the model module's load_torch) on a device, fed numpy arrays."""
+
+    def __init__(self, weights: Path, module: Any, options: Mapping[str, Any], expect_rocm: bool = False,
+                 logger: Any = logging.getLogger(__name__)):
+        import torch
+
+        self._torch = torch
+        self._device = torch.device(resolve_device(str(options.get("device", "cuda:0")), expect_rocm, logger))
+        half = options.get("precision", "fp32") == "fp16"
+        if half and self._device.type == "cpu":
+            logger.warning("fp16 needs a GPU; running in fp32 on cpu")
+            half = False
+        self._dtype = torch.float16 if half else torch.float32
+        self._module = module.to(self._device, self._dtype).eval()
+        self.input_name = "images"
+        self.input_shape = (-1, -1, -1, -1)  # PyTorch modules take any size: the model picks it
+        self.active = f"{self._device} ({'fp16' if half else 'fp32'})"
+        logger.info(f"torch {torch.__version__} running {weights.name} on {self.active}")
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        torch = self._torch
+        with torch.inference_mode():
+            tensors = [torch.from_numpy(array).to(self._device, self._dtype) for array in inputs.values()]
+            outputs = self._module(*tensors)
+        if isinstance(outputs, torch.Tensor):
+            outputs = (outputs,)
+        return [output.float().cpu().numpy() for output in outputs]
+
+
+def runtime_fields(options: Mapping[str, Any]) -> dict[str, str]:
+    """Versions a torch-backend artifact depends on (part of its cache key)."""
+    import torch
+
+    return {"torch": torch.__version__}

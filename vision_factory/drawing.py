@@ -1,0 +1,21 @@
+"""Annotated debug images."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from vision_factory.detections import Detections
+
+
+def draw_detections(image_bgr: np.ndarray, detections: Detections) -> np.ndarray:
+    """A copy of `image_bgr` with each box, class name and score drawn; colour fixed per class."""
+    canvas = image_bgr.copy()
+    for box, score, class_id in zip(detections.boxes_xyxy.round().astype(int), detections.scores,
+                                    detections.class_ids):
+        hue = int(class_id) * 47 % 180
+        colour = cv2.cvtColor(np.uint8([[[hue, 220, 255]]]), cv2.COLOR_HSV2BGR)[0, 0].tolist()
+        x1, y1, x2, y2 = box.tolist()
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 2)
+        text = f"{detections.class_name(int(class_id))} {score:.2f}"
+        cv2.putText(canvas, text, (x1, max(y1 - 6, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, 2)
+    return canvas

@@ -1,0 +1,149 @@
+"""The on-disk cache of exported artifacts (ONNX files, OpenVINO IR, TensorRT engines).
+
+Layout: <root>/<key>/ holds the artifact's files and metadata.json. An entry is written into a
+temporary folder and renamed into place only when complete, so a killed export never leaves an entry
+that looks valid; on load every file's size and sha256 are checked against the metadata. Exports of
+the same key are serialised across processes with an flock, which the kernel drops if a process dies.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+METADATA = "metadata.json"
+_log = logging.getLogger(__name__)
+
+
+def default_cache_root() -> Path:
+    """$ROS_HOME/vision_factory if ROS_HOME is set, else ~/.cache/vision_factory."""
+    ros_home = os.environ.get("ROS_HOME")
+    if ros_home:
+        return Path(ros_home).expanduser() / "vision_factory"
+    return Path.home() / ".cache" / "vision_factory"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's content."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cache_key(fields: Mapping[str, Any]) -> str:
+    """A stable key for everything an artifact depends on (weights hash, backend, versions, ...)."""
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A complete, verified artifact: `path` is its main file; `built` is True if this call exported it."""
+
+    path: Path
+    metadata: dict[str, Any]
+    built: bool
+
+
+class ExportCache:
+    """Exported artifacts keyed by what they were made from."""
+
+    def __init__(self, root: Path | str | None = None):
+        self.root = Path(root).expanduser() if root else default_cache_root()
+
+    def get_or_build(self, fields: Mapping[str, Any], filename: str,
+                     build: Callable[[Path], Mapping[str, Any]],
+                     logger: logging.Logger | Any = _log) -> CacheEntry:
+        """The entry for `fields`; if missing or invalid, `build(path)` writes `path` (and any sibling
+        files it needs) and returns extra metadata to record, e.g. the exporter's versions."""
+        key = cache_key(fields)
+        entry_dir = self.root / key
+        entry = self._load(entry_dir, key, filename, logger)
+        if entry is not None:
+            return entry
+        with self._lock(key):
+            entry = self._load(entry_dir, key, filename, logger)  # another process may have built it
+            if entry is not None:
+                return entry
+            return self._build(entry_dir, key, fields, filename, build, logger)
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Metadata of every complete entry."""
+        found = []
+        for meta_path in sorted(self.root.glob(f"*/{METADATA}")):
+            try:
+                found.append(json.loads(meta_path.read_text()))
+            except (OSError, ValueError):
+                continue
+        return found
+
+    @contextmanager
+    def _lock(self, key: str) -> Iterator[None]:
+        lock_dir = self.root / ".locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        with open(lock_dir / f"{key}.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @staticmethod
+    def _load(entry_dir: Path, key: str, filename: str, logger: Any) -> CacheEntry | None:
+        meta_path = entry_dir / METADATA
+        if not entry_dir.exists():
+            return None
+        problem = ""
+        try:
+            metadata = json.loads(meta_path.read_text())
+            if metadata.get("key") != key or metadata.get("artifact") != filename:
+                problem = "its metadata does not match"
+            for name, expected in metadata.get("files", {}).items():
+                path = entry_dir / name
+                if not path.is_file() or path.stat().st_size != expected["size"]:
+                    problem = f"{name} is missing or truncated"
+                elif sha256_file(path) != expected["sha256"]:
+                    problem = f"{name} is corrupt (checksum mismatch)"
+                if problem:
+                    break
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            problem = f"its metadata is unreadable ({e})"
+        if problem:
+            logger.warning(f"cache entry {entry_dir} is invalid: {problem}; rebuilding it")
+            return None
+        return CacheEntry(entry_dir / filename, metadata, built=False)
+
+    def _build(self, entry_dir: Path, key: str, fields: Mapping[str, Any], filename: str,
+               build: Callable[[Path], Mapping[str, Any]], logger: Any) -> CacheEntry:
+        tmp_dir = self.root / f".tmp-{key}-{os.getpid()}"
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        tmp_dir.mkdir(parents=True)
+        started = time.monotonic()
+        try:
+            extra = dict(build(tmp_dir / filename))
+            files = {p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
+                     for p in sorted(tmp_dir.iterdir()) if p.is_file()}
+            if filename not in files:
+                raise RuntimeError(f"export finished without writing {filename}")
+            metadata = {
+                "key": key, "fields": dict(fields), "artifact": filename, "files": files,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "export_seconds": round(time.monotonic() - started, 3), **extra,
+            }
+            (tmp_dir / METADATA).write_text(json.dumps(metadata, indent=2, sort_keys=True))
+            shutil.rmtree(entry_dir, ignore_errors=True)  # an invalid entry, under our lock
+            os.replace(tmp_dir, entry_dir)
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+        logger.info(f"exported {filename} into {entry_dir} in {metadata['export_seconds']:.1f} s")
+        return CacheEntry(entry_dir / filename, metadata, built=True)

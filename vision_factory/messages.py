@@ -1,0 +1,45 @@
+"""Building the ROS messages the nodes publish: vision_msgs detections and label maps, bgr8 images."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+from vision_msgs.msg import (Detection2D, Detection2DArray, LabelInfo, ObjectHypothesisWithPose,
+                             VisionClass)
+
+from vision_factory.detections import Detections
+
+
+def detection_array(detections: Detections, header: Header) -> Detection2DArray:
+    """vision_msgs/Detection2DArray with `header` copied: per box its centre and size in source pixels
+    and one hypothesis whose class_id is the model's class name."""
+    out = Detection2DArray(header=header)
+    boxes = detections.boxes_xyxy.astype(np.float64)
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2.0
+    sizes = boxes[:, 2:] - boxes[:, :2]
+    for centre, size, score, class_id in zip(centres.tolist(), sizes.tolist(),
+                                             detections.scores.tolist(), detections.class_ids.tolist()):
+        det = Detection2D(header=header)
+        det.bbox.center.position.x, det.bbox.center.position.y = centre
+        det.bbox.size_x, det.bbox.size_y = size
+        hypothesis = ObjectHypothesisWithPose()
+        hypothesis.hypothesis.class_id = detections.class_name(class_id)
+        hypothesis.hypothesis.score = score
+        det.results.append(hypothesis)
+        out.detections.append(det)
+    return out
+
+
+def label_info(labels: Sequence[str], threshold: float, header: Header) -> LabelInfo:
+    """vision_msgs/LabelInfo: the model's class map, published once on a latched topic."""
+    return LabelInfo(header=header, threshold=float(threshold),
+                     class_map=[VisionClass(class_id=i, class_name=name) for i, name in enumerate(labels)])
+
+
+def bgr8_image(image: np.ndarray, header: Header) -> Image:
+    """sensor_msgs/Image (bgr8) from a BGR (H, W, 3) uint8 array, `header` copied."""
+    height, width = image.shape[:2]
+    return Image(header=header, height=height, width=width, encoding="bgr8", is_bigendian=0,
+                 step=width * 3, data=np.ascontiguousarray(image).tobytes())

@@ -1,0 +1,184 @@
+"""Ultralytics YOLO detectors: letterbox preprocessing and decoding of the raw (1, 4 + classes, anchors) head.
+
+Pure numpy around any backend session; exporting and PyTorch loading use ultralytics, imported only there.
+"""
+from __future__ import annotations
+
+import ast
+import logging
+import shutil
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from vision_factory.backends.session import Session
+from vision_factory.detections import Detections
+from vision_factory.errors import ConfigError
+from vision_factory.letterbox import Letterbox, letterbox
+from vision_factory.nms import class_aware_nms
+
+CHECKPOINT_SUFFIXES = (".pt",)
+PAD_VALUE = 114
+MAX_NMS_CANDIDATES = 30000  # as ultralytics: only the best-scored candidates enter NMS
+
+
+def resolve_weights(model: str, download_dir: Path) -> Path:
+    """`model` as a readable file, or a bare ultralytics name (e.g. yolov8n.pt) downloaded into download_dir."""
+    path = Path(model).expanduser()
+    if path.is_file():
+        return path
+    if path.parent != Path(".") or path.suffix not in CHECKPOINT_SUFFIXES:
+        raise ConfigError(f"model file '{model}' does not exist")
+    try:
+        from ultralytics.utils.downloads import attempt_download_asset
+    except ImportError as e:
+        raise ConfigError(f"model '{model}' is not a file, and downloading it needs ultralytics") from e
+    download_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        downloaded = Path(attempt_download_asset(str(download_dir / path.name)))
+    except Exception as e:  # ultralytics raises bare Exceptions for network failures
+        raise ConfigError(f"model '{model}' is not a file and could not be downloaded: {e}") from e
+    if not downloaded.is_file():
+        raise ConfigError(f"model '{model}' is not a file and could not be downloaded")
+    return downloaded
+
+
+def exporter_fields() -> dict[str, str]:
+    import torch
+    import ultralytics
+
+    return {"ultralytics": ultralytics.__version__, "torch": torch.__version__}
+
+
+def export_onnx(weights: Path, dst: Path, options: Mapping[str, Any], logger: Any) -> dict[str, str]:
+    """Export a .pt checkpoint to a fixed-size ONNX file at `dst` with ultralytics (no NMS in the graph)."""
+    from ultralytics import YOLO
+
+    # ultralytics writes next to its input: work on a copy so read-only weight folders are fine.
+    source = dst.with_name("source" + weights.suffix)
+    shutil.copyfile(weights, source)
+    try:
+        exported = YOLO(str(source)).export(format="onnx", imgsz=int(options["imgsz"]), dynamic=False,
+                                            simplify=True, nms=False, verbose=False)
+        shutil.move(exported, dst)
+    finally:
+        source.unlink(missing_ok=True)
+    return {"exporter": "ultralytics", **exporter_fields()}
+
+
+def load_torch(weights: Path) -> tuple[Any, dict[str, str]]:
+    """The fused detection network, returning the raw head output as the ONNX export does."""
+    import torch
+    from ultralytics import YOLO
+
+    network = YOLO(str(weights)).model.fuse(verbose=False)
+
+    class RawHead(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.network = network
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            output = self.network(images)
+            return output[0] if isinstance(output, (tuple, list)) else output
+
+    return RawHead(), {"names": repr(dict(network.names))}
+
+
+def parse_labels(metadata: Mapping[str, str]) -> tuple[str, ...]:
+    """Class names from ultralytics metadata ("names": "{0: 'person', ...}"), or () if absent."""
+    text = metadata.get("names")
+    if not text:
+        return ()
+    names = ast.literal_eval(text)  # literal_eval: metadata is data, never code
+    return tuple(str(names[i]) for i in sorted(names))
+
+
+class YoloDetector:
+    """Letterbox -> session -> decode, per-class NMS and mapping back to source pixels."""
+
+    def __init__(self, session: Session, metadata: Mapping[str, str], options: Mapping[str, Any],
+                 logger: Any = logging.getLogger(__name__)):
+        self.session = session
+        self.labels = parse_labels(metadata)
+        if not self.labels:
+            logger.warning("the model carries no class names: class ids are published as names")
+        height, width = session.input_shape[2:4]
+        imgsz = int(options.get("imgsz", 640))
+        if height > 0 and width > 0:
+            if (height, width) != (imgsz, imgsz):
+                logger.info(f"the model's input is fixed at {width}x{height}; imgsz {imgsz} does not apply")
+            self.input_hw = (height, width)
+        else:
+            self.input_hw = (imgsz, imgsz)
+        self._classes_text: str | None = None
+        self._classes: np.ndarray | None = None
+
+    def preprocess(self, image_bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        """BGR (H, W, 3) uint8 -> (1, 3, h, w) float32 RGB in [0, 1], letterboxed; and the placement."""
+        canvas, placement = letterbox(image_bgr, self.input_hw, PAD_VALUE)
+        blob = canvas[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)
+        blob *= 1.0 / 255.0
+        return blob, placement
+
+    def postprocess(self, output: np.ndarray, placement: Letterbox, confidence_threshold: float,
+                    iou_threshold: float, classes: np.ndarray | None, max_detections: int) -> Detections:
+        """Decode the raw head output (1, 4 + C, N): cx, cy, w, h in input pixels, then C class scores."""
+        predictions = output[0]
+        class_scores = predictions[4:]
+        class_ids = class_scores.argmax(axis=0)
+        scores = np.take_along_axis(class_scores, class_ids[None], axis=0)[0]
+        keep = scores > confidence_threshold
+        if classes is not None:
+            keep &= np.isin(class_ids, classes)
+        candidates = np.flatnonzero(keep)
+        if len(candidates) > MAX_NMS_CANDIDATES:
+            candidates = candidates[np.argsort(-scores[candidates])[:MAX_NMS_CANDIDATES]]
+        if len(candidates) == 0 or not np.isfinite(scores[candidates]).all():
+            return Detections.empty(self.labels)
+        centre, size = predictions[0:2, candidates].T, predictions[2:4, candidates].T
+        boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1)
+        kept = class_aware_nms(boxes, scores[candidates], class_ids[candidates], iou_threshold, max_detections)
+        return Detections(placement.boxes_to_source(boxes[kept]).astype(np.float32),
+                          scores[candidates][kept].astype(np.float32),
+                          class_ids[candidates][kept].astype(np.int64), self.labels)
+
+    def __call__(self, image_bgr: np.ndarray, confidence_threshold: float = 0.25, iou_threshold: float = 0.7,
+                 classes: str = "", max_detections: int = 300) -> Detections:
+        blob, placement = self.preprocess(image_bgr)
+        output = self.session.run({self.session.input_name: blob})[0]
+        return self.postprocess(output, placement, confidence_threshold, iou_threshold,
+                                self._class_filter(classes), max_detections)
+
+    def option_problem(self, name: str, value: Any) -> str:
+        """'' if a frame option value can be used, else why not."""
+        if name == "classes":
+            try:
+                self.parse_classes(value)
+            except ConfigError as e:
+                return str(e)
+        return ""
+
+    def parse_classes(self, text: str) -> np.ndarray | None:
+        """"person, 2" -> array of class ids; "" -> None (keep all). Unknown names raise ConfigError."""
+        ids = []
+        for item in (part.strip() for part in text.split(",")):
+            if not item:
+                continue
+            if item.isdigit():
+                ids.append(int(item))
+            elif item in self.labels:
+                ids.append(self.labels.index(item))
+            else:
+                raise ConfigError(f"unknown class '{item}' in classes (the model's classes: "
+                                  f"{', '.join(self.labels) or 'ids only'})")
+        return np.array(ids, dtype=np.int64) if ids else None
+
+    def _class_filter(self, text: str) -> np.ndarray | None:
+        if text != self._classes_text:  # parse once per parameter value, not per frame
+            self._classes, self._classes_text = self.parse_classes(text), text
+        return self._classes
+
+
+Model = YoloDetector

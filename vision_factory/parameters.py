@@ -1,0 +1,81 @@
+"""ROS parameter specs: one table of what every node declares, validated the same way everywhere.
+
+Specs come from three places and are merged by the generator into one list per node:
+COMMON_PARAMETERS (every node), the backend's row in backends.BACKENDS, and the model manifest.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+TYPES: dict[str, type] = {"bool": bool, "integer": int, "double": float, "string": str}
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One ROS parameter: its type, default, documentation and the values it accepts.
+
+    read_only parameters are fixed at start (set them in the params file or with --ros-args -p);
+    the others take effect on the next frame after `ros2 param set`.
+    """
+
+    name: str
+    type: str
+    default: Any
+    description: str
+    range: tuple[float, float] | None = None
+    step: float | None = None
+    choices: tuple[str, ...] = ()
+    read_only: bool = False
+
+    def __post_init__(self) -> None:
+        if self.type not in TYPES:
+            raise ValueError(f"parameter '{self.name}': type '{self.type}' is not one of {', '.join(TYPES)}")
+        problem = self.validate(self.default)
+        if problem:
+            raise ValueError(f"parameter '{self.name}': default {self.default!r}: {problem}")
+
+    def validate(self, value: Any) -> str:
+        """'' when `value` is acceptable, else why not."""
+        expected = TYPES[self.type]
+        if self.type == "double" and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not expected:
+            return f"expected a {self.type}, got {type(value).__name__}"
+        if self.range is not None and not self.range[0] <= value <= self.range[1]:
+            return f"{value} is outside [{self.range[0]}, {self.range[1]}]"
+        if self.choices and value not in self.choices:
+            return f"'{value}' is not one of: {', '.join(self.choices)}"
+        return ""
+
+    def descriptor(self) -> Any:
+        """The rcl_interfaces ParameterDescriptor: description, type, range and read-only flag."""
+        from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                        ParameterType)
+        types = {"bool": ParameterType.PARAMETER_BOOL, "integer": ParameterType.PARAMETER_INTEGER,
+                 "double": ParameterType.PARAMETER_DOUBLE, "string": ParameterType.PARAMETER_STRING}
+        text = self.description + (f" One of: {', '.join(self.choices)}." if self.choices else "")
+        descriptor = ParameterDescriptor(name=self.name, type=types[self.type], description=text,
+                                         read_only=self.read_only)
+        if self.range is not None and self.type == "double":
+            descriptor.floating_point_range = [FloatingPointRange(
+                from_value=float(self.range[0]), to_value=float(self.range[1]), step=float(self.step or 0.0))]
+        elif self.range is not None and self.type == "integer":
+            descriptor.integer_range = [IntegerRange(
+                from_value=int(self.range[0]), to_value=int(self.range[1]), step=int(self.step or 0))]
+        return descriptor
+
+
+COMMON_PARAMETERS: tuple[ParameterSpec, ...] = (
+    ParameterSpec("model", "string", "", "Weights: a file path, or a model name the model's library can "
+                  "download where there is internet. Exported once into cache_dir.", read_only=True),
+    ParameterSpec("cache_dir", "string", "", "Export cache folder; empty: $ROS_HOME/vision_factory, "
+                  "else ~/.cache/vision_factory.", read_only=True),
+    ParameterSpec("input_compressed", "bool", False, "Subscribe to sensor_msgs/CompressedImage on "
+                  "image_raw/compressed instead of sensor_msgs/Image on image_raw.", read_only=True),
+    ParameterSpec("input_reliability", "string", "best_effort", "Input QoS reliability (keep last 1). "
+                  "best_effort is the sensor-data profile and matches any camera; reliable only matches "
+                  "reliable publishers.", choices=("best_effort", "reliable"), read_only=True),
+    ParameterSpec("publish_debug_image", "bool", False, "Also publish an annotated bgr8 image on "
+                  "~/debug_image."),
+)

@@ -1,0 +1,55 @@
+"""Weights + backend + parameter values -> a ready model, independent of ROS."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from vision_factory.artifacts import Artifact, prepare_artifact
+from vision_factory.backends import Backend, get_backend
+from vision_factory.export_cache import ExportCache
+from vision_factory.manifest import Manifest
+
+
+@dataclass
+class Runner:
+    """A model bound to a backend session. Call it with a BGR image and the frame options."""
+
+    manifest: Manifest
+    backend: Backend
+    artifact: Artifact
+    session: Any
+    model: Any
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.model.labels
+
+    def frame_options(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The manifest parameters the model reads every frame, taken from `values`."""
+        return {p.name: values[p.name] for p in self.manifest.parameters if not p.read_only}
+
+
+def build_runner(manifest: Manifest, backend_name: str, values: Mapping[str, Any],
+                 logger: Any = logging.getLogger(__name__)) -> Runner:
+    """Resolve the weights, export or load the backend's artifact, open the session and build the model.
+
+    `values` holds every parameter the node declared (common, backend and manifest ones).
+    """
+    backend = get_backend(backend_name)
+    model_module = manifest.load_module()
+    cache = ExportCache(values.get("cache_dir") or None)
+    weights = model_module.resolve_weights(values.get("model") or manifest.default_weights,
+                                           cache.root / "weights")
+    options = {p.name: values[p.name] for p in manifest.parameters if p.read_only}
+    backend_options = {p.name: values[p.name] for p in backend.parameters}
+    artifact = prepare_artifact(model_module, manifest.name, backend, Path(weights), options, backend_options,
+                                cache, logger)
+    session_class = backend.session_class()
+    if artifact.module is not None:
+        session = session_class(artifact.path, artifact.module, backend_options, backend.expect_rocm, logger)
+    else:
+        session = session_class(artifact.path, backend_options, logger)
+    model = model_module.Model(session, artifact.metadata, options, logger)
+    return Runner(manifest, backend, artifact, session, model)

@@ -1,0 +1,81 @@
+"""A colcon workspace of generated node packages, built and run as a user would (demo and tests).
+
+The workspace's src/ holds a link to this vision_factory checkout and the generated packages; it
+overlays whatever ROS environment is sourced (a distribution, or this repository's .cache/env.sh).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from vision_factory.generator import plan_package, write_package
+
+
+def source_checkout() -> Path:
+    """The vision_factory repository this module runs from (it must be a source checkout)."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "package.xml").is_file():
+        raise RuntimeError(f"{root} is not a vision_factory source checkout")
+    return root
+
+
+def create_workspace(ws: Path, pairs: Iterable[tuple[str, str]], weights: str | None = None) -> list[str]:
+    """Write ws/src with vision_factory and one generated package per (model, backend); their names."""
+    src = Path(ws) / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    link = src / "vision_factory"
+    if not link.exists():
+        link.symlink_to(source_checkout(), target_is_directory=True)
+    packages = []
+    for model, backend in pairs:
+        plan = plan_package(model, backend, weights=weights)
+        write_package(plan, src)
+        packages.append(plan.package)
+    return packages
+
+
+def colcon_build(ws: Path) -> None:
+    """`colcon build` the workspace; on failure raise with the end of colcon's output."""
+    result = subprocess.run(["colcon", "--log-base", "log", "build", "--base-paths", "src",
+                             "--event-handlers", "console_cohesion+", "summary-"],
+                            cwd=ws, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"colcon build failed in {ws}:\n{(result.stdout + result.stderr)[-4000:]}")
+
+
+def workspace_env(ws: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment after `source ws/install/setup.bash`."""
+    setup = Path(ws) / "install" / "setup.bash"
+    output = subprocess.run(["bash", "-c", f"source '{setup}' && env -0"], env=dict(base or os.environ),
+                            capture_output=True, check=True).stdout
+    return dict(item.split("=", 1) for item in output.decode().split("\0") if "=" in item)
+
+
+def node_command(ws: Path, package: str, executable: str, overrides: Mapping[str, object] | None = None,
+                 remaps: Mapping[str, str] | None = None) -> list[str]:
+    """What `ros2 run <package> <executable> --ros-args --params-file <share>/config/params.yaml -p ...`
+    runs, without ros2cli: the installed executable itself."""
+    install = Path(ws) / "install" / package
+    command = [str(install / "lib" / package / executable), "--ros-args",
+               "--params-file", str(install / "share" / package / "config" / "params.yaml")]
+    for name, value in (overrides or {}).items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        command += ["-p", f"{name}:={text}"]
+    for source, target in (remaps or {}).items():
+        command += ["-r", f"{source}:={target}"]
+    return command
+
+
+def stop(process: subprocess.Popen, timeout_s: float = 10.0) -> int:
+    """SIGINT the node, as Ctrl-C does, and return its exit code (killing it if it hangs)."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
