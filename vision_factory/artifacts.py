@@ -44,6 +44,9 @@ def prepare_artifact(model: ModuleType, model_name: str, backend: Backend, weigh
                      cache: ExportCache, logger: Any) -> Artifact:
     """The artifact of `weights` for `backend`, from the cache or exported now."""
     is_onnx = weights.suffix == ".onnx"
+    if not is_onnx and weights.suffix not in model.CHECKPOINT_SUFFIXES:
+        raise ConfigError(f"'{weights}' is neither an ONNX file (.onnx) nor a checkpoint "
+                          f"({', '.join(model.CHECKPOINT_SUFFIXES)})")
     if backend.source == "checkpoint":
         if weights.suffix not in model.CHECKPOINT_SUFFIXES:
             raise ConfigError(f"the {backend.name} backend runs PyTorch checkpoints "

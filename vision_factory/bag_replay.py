@@ -42,17 +42,11 @@ def read_images(bag: Path, topic: str | None = None, compressed: bool = False) -
                 for _, stamp, raw in reader.messages(connections=[first])]
 
 
-def publish_recorded(node: Any, topic: str, messages: list[BagMessage], rate: float = 1.0,
-                     spin: Any = None) -> None:
-    """Publish `messages` on `topic` with the recorded spacing divided by `rate`.
+def publish_recorded(publisher: Any, messages: list[BagMessage], rate: float = 1.0, spin: Any = None) -> None:
+    """Publish `messages` (as their recorded bytes) with the recorded spacing divided by `rate`.
 
     `spin(timeout_s)` is called while waiting, so the caller's subscriptions keep receiving.
     """
-    from sensor_msgs import msg as sensor_msgs
-    from rclpy.qos import QoSProfile
-
-    msg_class = getattr(sensor_msgs, IMAGE_TYPES[messages[0].msgtype])
-    publisher = node.create_publisher(msg_class, topic, QoSProfile(depth=10))
     start_wall, start_bag = time.monotonic(), messages[0].timestamp_ns
     for message in messages:
         due = start_wall + (message.timestamp_ns - start_bag) / 1e9 / rate
@@ -62,3 +56,58 @@ def publish_recorded(node: Any, topic: str, messages: list[BagMessage], rate: fl
             else:
                 time.sleep(remaining)
         publisher.publish(message.rawdata)
+
+
+class ReplayProbe:
+    """A node of its own ROS context that replays frames into a running node and records its answers.
+
+    `outputs` maps topic -> list of received messages, in arrival order.
+    """
+
+    def __init__(self, outputs: dict[str, type], domain_id: int | None = None, name: str = "replay_probe"):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile
+
+        self._rclpy = rclpy
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.outputs: dict[str, list] = {topic: [] for topic in outputs}
+        for topic, msg_type in outputs.items():
+            self.node.create_subscription(msg_type, topic, self.outputs[topic].append, QoSProfile(depth=100))
+
+    def spin(self, timeout_s: float) -> None:
+        self.executor.spin_once(timeout_sec=timeout_s)
+
+    def spin_until(self, condition: Any, timeout_s: float) -> bool:
+        """Spin until condition() is true or the timeout passes; whether it became true."""
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            if time.monotonic() > deadline:
+                return False
+            self.spin(0.05)
+        return True
+
+    def wait_for_publisher(self, topic: str, timeout_s: float, alive: Any = lambda: True) -> bool:
+        """Wait until something publishes `topic` (a node creates its outputs once its model is ready)."""
+        return self.spin_until(lambda: self.node.count_publishers(topic) > 0 or not alive(), timeout_s) \
+            and self.node.count_publishers(topic) > 0
+
+    def replay(self, topic: str, messages: list[BagMessage], rate: float = 1.0, settle_s: float = 0.5) -> None:
+        """Publish `messages` at the recorded rate after giving discovery `settle_s` to match endpoints."""
+        from sensor_msgs import msg as sensor_msgs
+
+        msg_class = getattr(sensor_msgs, IMAGE_TYPES[messages[0].msgtype])
+        publisher = self.node.create_publisher(msg_class, topic, 10)
+        self.spin_until(lambda: publisher.get_subscription_count() > 0, 10.0)
+        end = time.monotonic() + settle_s
+        self.spin_until(lambda: time.monotonic() > end, settle_s + 1)
+        publish_recorded(publisher, messages, rate, self.spin)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self._rclpy.try_shutdown(context=self.context)

@@ -1,7 +1,8 @@
 """sensor_msgs/Image and CompressedImage <-> numpy arrays, without cv_bridge.
 
 Every decoder returns a C-contiguous BGR uint8 array of shape (H, W, 3): the layout the models'
-preprocessing expects. Messages are duck-typed (any object with the fields), so this module never
+preprocessing expects. An unpadded bgr8 image is returned as a read-only view of the message buffer
+(no copy on the hot path); every other input is converted into a new array. Messages are duck-typed (any object with the fields), so this module never
 imports rclpy and is tested with plain namespaces.
 """
 from __future__ import annotations
@@ -46,7 +47,9 @@ def image_to_bgr(msg: Any) -> np.ndarray:
     rows = np.frombuffer(data, dtype=np.uint8).reshape(height, step)[:, :row_bytes]
     pixels = rows.reshape(height, width, channels)
     if conversion is None:
-        return np.ascontiguousarray(pixels)
+        pixels = np.ascontiguousarray(pixels)  # copies only when rows are padded
+        pixels.flags.writeable = False
+        return pixels
     return cv2.cvtColor(pixels, conversion)
 
 

@@ -61,7 +61,9 @@ class InferenceNode(Node):
         self.add_post_set_parameters_callback(self._apply_parameters)
 
         compressed = self._values["input_compressed"]
-        topic, msg_type = ("image_raw/compressed", CompressedImage) if compressed else ("image_raw", Image)
+        # As image_transport does: the compressed stream lives under the (remapped) image topic.
+        base = self.resolve_topic_name("image_raw")
+        topic, msg_type = (f"{base}/compressed", CompressedImage) if compressed else (base, Image)
         self._decode: Callable[[Any], Any] = compressed_to_bgr if compressed else image_to_bgr
         self._subscription = self.create_subscription(msg_type, topic, self._on_image,
                                                       input_qos(self._values["input_reliability"]))

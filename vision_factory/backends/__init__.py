@@ -75,6 +75,9 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         pip_packages=("openvino",),
         parameters=(
             ParameterSpec("device", "string", "CPU", "OpenVINO device: CPU, GPU, NPU or AUTO.", read_only=True),
+            ParameterSpec("precision", "string", "fp32", "Inference precision hint; fp32 matches the reference, "
+                          "bf16 / fp16 are faster where the device has them.", choices=("fp32", "fp16", "bf16"),
+                          read_only=True),
         )),
     Backend(
         name="tensorrt", summary="TensorRT engine built from ONNX (not verifiable on CPU-only machines)",

@@ -1,0 +1,34 @@
+"""Shared fixtures: the real assets beside the checkout, isolated ROS domains, a built workspace."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSETS = Path(os.environ.get("VISION_FACTORY_ASSETS", ROOT.parent / "shared" / "assets"))
+BAG = ASSETS / "rosbags" / "mmpose_street_demo_5f"
+INT8_ONNX = ASSETS / "models" / "yolov8n_int8.onnx"
+FP32_ONNX = ASSETS / "models" / "derived" / "yolov8n_from_int8_onnx_fp32.onnx"
+CHECKPOINT = ASSETS / "models" / "derived" / "yolov8n_from_int8_onnx.pt"
+IMAGES = ASSETS / "images"
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+
+
+def asset(path: Path) -> Path:
+    """`path` if the shared test assets are present, else skip the test saying what is missing."""
+    if not path.exists():
+        pytest.skip(f"test asset {path} is absent (the shared assets live in ../shared/assets beside "
+                    f"the checkout, or set VISION_FACTORY_ASSETS)")
+    return path
+
+
+@pytest.fixture
+def ros_domain(monkeypatch: pytest.MonkeyPatch, worker_id: str = "master") -> str:
+    """A ROS_DOMAIN_ID of this test process's own, so concurrent runs never hear each other."""
+    domain = str(100 + os.getpid() % 100)
+    monkeypatch.setenv("ROS_DOMAIN_ID", domain)
+    return domain

@@ -1,0 +1,304 @@
+"""Backend sessions: provider / device selection, fallbacks and errors; TensorRT through test doubles."""
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import logging
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vision_factory.backends import BACKENDS, get_backend
+from vision_factory.backends.onnxruntime_session import OnnxRuntimeSession, parse_providers
+from vision_factory.backends.session import BackendError
+from vision_factory.errors import ConfigError
+
+INPUT = np.arange(6, dtype=np.float32).reshape(1, 1, 2, 3)
+
+
+@pytest.fixture(scope="module")
+def doubling_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny ONNX model: y = 2 x, input 'images' [1, 1, 2, 3]."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["images", "images"], ["output0"])], "double",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 1, 2, 3])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 1, 2, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path_factory.mktemp("onnx") / "double.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_provider_names_parse_in_order() -> None:
+    assert parse_providers("cuda, cpu") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert parse_providers("TensorrtExecutionProvider,CPU") == ["TensorrtExecutionProvider", "CPUExecutionProvider"]
+    with pytest.raises(ValueError, match="unknown execution provider 'cuda11' \\(known: cpu, cuda"):
+        parse_providers("cuda11,cpu")
+    with pytest.raises(ValueError, match="execution_provider is empty"):
+        parse_providers(" , ")
+
+
+def test_onnxruntime_skips_unavailable_providers_and_says_so(doubling_onnx: Path, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    session = OnnxRuntimeSession(doubling_onnx, {"execution_provider": "cuda,cpu", "device": "0"},
+                                 logging.getLogger("t"))
+    assert session.active == "CPUExecutionProvider"
+    assert "skipped: CUDAExecutionProvider (available: " in caplog.text
+    assert session.input_name == "images" and session.input_shape == (1, 1, 2, 3)
+    np.testing.assert_array_equal(session.run({"images": INPUT})[0], 2 * INPUT)
+
+
+def test_onnxruntime_without_any_usable_provider_fails_clearly(doubling_onnx: Path) -> None:
+    with pytest.raises(BackendError, match="none of the requested execution providers is available "
+                                           "\\(CUDAExecutionProvider\\); available: .*CPUExecutionProvider"):
+        OnnxRuntimeSession(doubling_onnx, {"execution_provider": "cuda"})
+
+
+def test_openvino_converts_and_runs_on_cpu_and_auto(doubling_onnx: Path, tmp_path: Path) -> None:
+    from vision_factory.backends.openvino_session import OpenVinoSession, convert_onnx
+
+    xml = tmp_path / "model.xml"
+    assert convert_onnx(doubling_onnx, xml, {}, logging.getLogger("t"))["converter"].startswith("openvino ")
+    assert xml.is_file() and xml.with_suffix(".bin").is_file()
+    cpu = OpenVinoSession(xml, {"device": "CPU"})
+    assert cpu.active == "CPU (fp32)" and cpu.input_shape == (1, 1, 2, 3)
+    assert cpu._compiled.get_property("INFERENCE_PRECISION_HINT").to_string() == "f32"
+    np.testing.assert_array_equal(cpu.run({"images": INPUT})[0], 2 * INPUT)
+    auto = OpenVinoSession(xml, {"device": "AUTO"})
+    assert auto.active.startswith("AUTO (") and "CPU" in auto.active
+    with pytest.raises(BackendError, match="OpenVINO device 'NPU' is not available \\(available: CPU"):
+        OpenVinoSession(xml, {"device": "npu"})
+
+
+def test_registry_lookup_and_missing_runtimes() -> None:
+    assert get_backend("cuda").module == get_backend("rocm").module  # one implementation, two rows
+    with pytest.raises(ConfigError, match="unknown backend 'vulkan' \\(known: onnx, openvino, tensorrt, cuda, rocm\\)"):
+        get_backend("vulkan")
+    absent = dataclasses.replace(BACKENDS["tensorrt"], module="vision_factory.backends.no_such_runtime")
+    with pytest.raises(ConfigError, match="the tensorrt backend needs tensorrt, cuda-python "
+                                          "\\(pip install -r requirements/tensorrt.txt\\)"):
+        absent.runtime()
+
+
+def test_torch_device_falls_back_to_cpu_with_one_warning(caplog) -> None:
+    pytest.importorskip("torch")
+    from vision_factory.backends.torch_session import resolve_device
+
+    import torch
+
+    logger = logging.getLogger("t")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: the fallback cannot be observed")
+    assert resolve_device("cuda:0", False, logger) == "cpu"
+    assert caplog.text.count("falling back from cuda:0 to cpu") == 1
+    assert resolve_device("cpu", False, logger) == "cpu"
+    assert resolve_device("cuda:1", True, logger) == "cpu"
+    assert "the rocm backend runs on a" in caplog.text
+    with pytest.raises(BackendError, match="malformed device 'gpu0'"):
+        resolve_device("gpu0", False, logger)
+
+
+def test_torch_session_runs_a_module_in_fp32_on_cpu() -> None:
+    torch = pytest.importorskip("torch")
+    from vision_factory.backends.torch_session import TorchSession
+
+    class Double(torch.nn.Module):
+        def forward(self, x):
+            return x * 2
+
+    session = TorchSession(Path("double.pt"), Double(), {"device": "cuda:0", "precision": "fp16"})
+    assert session.active == "cpu (fp32)"  # fp16 needs a GPU
+    np.testing.assert_array_equal(session.run({"images": INPUT})[0], 2 * INPUT)
+
+
+# --- TensorRT through test doubles of `tensorrt` and cuda-python's runtime -------------------------
+
+class FakeCudart(types.ModuleType):
+    """Device memory as host buffers; records the calls the session makes."""
+
+    class cudaMemcpyKind:  # noqa: N801 (cuda-python's names)
+        cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost = 1, 2
+
+    class cudaDeviceAttr:  # noqa: N801
+        cudaDevAttrComputeCapabilityMajor, cudaDevAttrComputeCapabilityMinor = 75, 76
+
+    def __init__(self) -> None:
+        super().__init__("cudart")
+        self.buffers: dict[int, ctypes.Array] = {}
+        self.device = None
+
+    def cudaSetDevice(self, device):  # noqa: N802
+        self.device = device
+        return (0,)
+
+    def cudaMalloc(self, nbytes):  # noqa: N802
+        buffer = ctypes.create_string_buffer(nbytes)
+        self.buffers[ctypes.addressof(buffer)] = buffer
+        return 0, ctypes.addressof(buffer)
+
+    def cudaFree(self, pointer):  # noqa: N802
+        self.buffers.pop(pointer, None)
+        return (0,)
+
+    def cudaMemcpyAsync(self, dst, src, nbytes, kind, stream):  # noqa: N802
+        ctypes.memmove(dst, src, nbytes)
+        return (0,)
+
+    def cudaStreamCreate(self):  # noqa: N802
+        return 0, 1
+
+    def cudaStreamSynchronize(self, stream):  # noqa: N802
+        return (0,)
+
+    def cudaDeviceGetAttribute(self, attribute, device):  # noqa: N802
+        return 0, {75: 8, 76: 9}[attribute]
+
+
+def fake_tensorrt(parse_ok: bool = True) -> types.ModuleType:
+    """The TensorRT 10 API surface the backend uses; the 'engine' doubles its input."""
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = "10.0-fake"
+    trt.calls = []
+    trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level=0: None})
+    trt.BuilderFlag = types.SimpleNamespace(FP16="FP16")
+    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
+    trt.TensorIOMode = types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
+    trt.nptype = lambda dtype: np.float32
+
+    class Config:
+        def set_memory_pool_limit(self, pool, size):
+            trt.calls.append(("pool", pool, size))
+
+        def set_flag(self, flag):
+            trt.calls.append(("flag", flag))
+
+    class Builder:
+        platform_has_fast_fp16 = True
+
+        def __init__(self, logger):
+            pass
+
+        def create_network(self, flags):
+            return "network"
+
+        def create_builder_config(self):
+            return Config()
+
+        def build_serialized_network(self, network, config):
+            return b"ENGINE"
+
+    class OnnxParser:
+        num_errors = 0 if parse_ok else 1
+
+        def __init__(self, network, logger):
+            pass
+
+        def parse(self, data):
+            trt.calls.append(("parse", len(data)))
+            return parse_ok
+
+        def get_error(self, index):
+            return "unsupported operator Foo"
+
+    class Context:
+        def __init__(self):
+            self.addresses = {}
+
+        def set_tensor_address(self, name, pointer):
+            self.addresses[name] = pointer
+
+        def execute_async_v3(self, stream):
+            source = np.ctypeslib.as_array((ctypes.c_float * 6).from_address(self.addresses["images"]))
+            target = np.ctypeslib.as_array((ctypes.c_float * 6).from_address(self.addresses["output0"]))
+            target[:] = 2 * source
+            return True
+
+    class Engine:
+        num_io_tensors = 2
+
+        def get_tensor_name(self, i):
+            return ["images", "output0"][i]
+
+        def get_tensor_shape(self, name):
+            return (1, 1, 2, 3)
+
+        def get_tensor_dtype(self, name):
+            return "float"
+
+        def get_tensor_mode(self, name):
+            return "INPUT" if name == "images" else "OUTPUT"
+
+        def create_execution_context(self):
+            return Context()
+
+    class Runtime:
+        def __init__(self, logger):
+            pass
+
+        def deserialize_cuda_engine(self, data):
+            return Engine() if data == b"ENGINE" else None
+
+    trt.Builder, trt.OnnxParser, trt.Runtime = Builder, OnnxParser, Runtime
+    return trt
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch: pytest.MonkeyPatch):
+    cudart = FakeCudart()
+    bindings = types.ModuleType("cuda.bindings")
+    bindings.runtime = cudart
+    monkeypatch.setitem(sys.modules, "cuda", types.ModuleType("cuda"))
+    monkeypatch.setitem(sys.modules, "cuda.bindings", bindings)
+    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", cudart)
+    trt = fake_tensorrt()
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    return trt, cudart
+
+
+def test_tensorrt_builds_an_fp16_engine_and_keys_it_by_gpu_generation(fake_gpu, doubling_onnx, tmp_path) -> None:
+    from vision_factory.backends import tensorrt_session
+
+    trt, cudart = fake_gpu
+    engine = tmp_path / "model.engine"
+    info = tensorrt_session.build_engine(doubling_onnx, engine, {"device": "cuda:1", "precision": "fp16"},
+                                         logging.getLogger("t"))
+    assert engine.read_bytes() == b"ENGINE" and info == {"converter": "tensorrt 10.0-fake"}
+    assert ("flag", "FP16") in trt.calls and cudart.device == 1
+    assert ("pool", "WORKSPACE", tensorrt_session.WORKSPACE_BYTES) in trt.calls
+    fields = tensorrt_session.runtime_fields({"device": "0", "precision": "fp32"})
+    assert fields == {"tensorrt": "10.0-fake", "compute_capability": "8.9", "precision": "fp32"}
+    trt.calls.clear()
+    tensorrt_session.build_engine(doubling_onnx, engine, {"precision": "fp32"}, logging.getLogger("t"))
+    assert ("flag", "FP16") not in trt.calls
+
+
+def test_tensorrt_parse_errors_are_reported(monkeypatch, fake_gpu, doubling_onnx, tmp_path) -> None:
+    from vision_factory.backends import tensorrt_session
+
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(parse_ok=False))
+    with pytest.raises(BackendError, match="cannot parse double.onnx: unsupported operator Foo"):
+        tensorrt_session.build_engine(doubling_onnx, tmp_path / "e", {}, logging.getLogger("t"))
+
+
+def test_tensorrt_session_moves_data_through_device_buffers(fake_gpu, tmp_path) -> None:
+    from vision_factory.backends.tensorrt_session import TensorRtSession
+
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"ENGINE")
+    session = TensorRtSession(engine, {"device": "0", "precision": "fp16"})
+    assert session.input_name == "images" and session.input_shape == (1, 1, 2, 3)
+    assert session.active == "cuda:0 (fp16 engine)"
+    for scale in (1, 3):  # buffers are reused across frames
+        np.testing.assert_array_equal(session.run({"images": scale * INPUT})[0], 2 * scale * INPUT)
+    engine.write_bytes(b"OTHER")
+    with pytest.raises(BackendError, match="cannot deserialize"):
+        TensorRtSession(engine, {})
+    with pytest.raises(BackendError, match="GPU index"):
+        TensorRtSession(engine, {"device": "gpu"})

@@ -1,0 +1,173 @@
+"""Manifest parsing, package generation and the `vision-factory` command."""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vision_factory.backends import BACKENDS
+from vision_factory.errors import ConfigError
+from vision_factory.generator import plan_package, render_package, supported_pairs, write_package
+from vision_factory.manifest import load_manifest, parse_manifest
+
+PAIRS = [(model, backend) for model, backends in supported_pairs().items() for backend in backends]
+VALID = yaml.safe_load("""
+name: toy
+summary: A toy detector
+module: vision_factory.models.yolo
+output: detections
+backends: [onnx]
+default_weights: toy.onnx
+parameters:
+  threshold: {type: double, default: 0.5, range: [0.0, 1.0], description: A threshold.}
+""")
+
+
+def manifest_text(**changes) -> str:
+    data = {**VALID, **changes}
+    return yaml.safe_dump({k: v for k, v in data.items() if v is not None})
+
+
+def test_the_valid_fixture_parses() -> None:
+    manifest = parse_manifest(manifest_text(), "toy.yaml")
+    assert manifest.parameters[0].name == "threshold" and manifest.backends == ("onnx",)
+
+
+# One bad spec per parser error; each message names the manifest and the field.
+@pytest.mark.parametrize("changes, message", [
+    (dict(colour="red"), "field 'colour': unknown key"),
+    (dict(summary=None), "field 'summary': missing"),
+    (dict(backends="onnx"), "field 'backends': expected a list"),
+    (dict(name="Toy-Model"), "field 'name': 'Toy-Model' is not a lower-case identifier"),
+    (dict(module="os; import sys"), "field 'module'"),
+    (dict(output="poses3d"), "field 'output': 'poses3d' is not one of"),
+    (dict(backends=["onnx", "directml"]), "field 'backends': unknown backend 'directml'"),
+    (dict(summary='Toy"""\nimport os'), "field 'summary': must be one line"),
+    (dict(parameters={"device": {"type": "string", "default": "", "description": "x"}}),
+     "field 'parameters.device': already declared"),
+    (dict(parameters={"t": {"type": "double", "default": 0.5, "description": "x", "units": "m"}}),
+     "field 'parameters.t.units': unknown key"),
+    (dict(parameters={"t": {"type": "float", "default": 0.5, "description": "x"}}),
+     "field 'parameters.t': parameter 't': type 'float'"),
+    (dict(parameters={"t": {"type": "double", "default": 2.0, "range": [0, 1], "description": "x"}}),
+     "field 'parameters.t': parameter 't': default 2.0: 2.0 is outside"),
+    (dict(parameters={"t": {"type": "integer", "default": "3", "description": "x"}}),
+     "expected a integer, got str"),
+    (dict(parameters={"t": {"type": "double", "default": 0.5}}), "field 'parameters.t.description'"),
+    (dict(parameters={"t": {"type": "string", "default": "", "description": "a\nb"}}),
+     "field 'parameters.t.description': must be one line"),
+])
+def test_bad_manifests_are_refused_naming_the_field(changes: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_manifest(manifest_text(**changes), "toy.yaml")
+    assert str(error.value).startswith("toy.yaml: ") and message in str(error.value)
+
+
+def test_shipped_manifests_load() -> None:
+    assert load_manifest("yolo").module == "vision_factory.models.yolo"
+    with pytest.raises(ConfigError, match="unknown model 'yolo9000' \\(known: yolo"):
+        load_manifest("yolo9000")
+
+
+@pytest.mark.parametrize("model, backend", PAIRS)
+def test_every_supported_pair_renders_and_its_node_module_imports(tmp_path: Path, model: str, backend: str) -> None:
+    plan = plan_package(model, backend, weights="/weights/w.onnx")
+    root = write_package(plan, tmp_path)
+    node_file = root / plan.package / f"{plan.node}.py"
+    spec = importlib.util.spec_from_file_location(f"generated_{plan.node}", node_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    names = [p.name for p in module.PARAMETERS]
+    assert len(names) == len(set(names))
+    assert {"model", "confidence_threshold", "input_reliability"} <= set(names)
+    assert {p.name for p in BACKENDS[backend].parameters} <= set(names)
+    assert module.PARAMETERS[0].default == "/weights/w.onnx"
+    assert callable(module.main) and module.__doc__.startswith(plan.node)
+    for python in [root / "setup.py", root / "launch" / f"{plan.node}.launch.py"]:
+        ast.parse(python.read_text())
+    params = yaml.safe_load((root / "config" / "params.yaml").read_text())["/**"]["ros__parameters"]
+    assert params == {p.name: p.default for p in module.PARAMETERS}
+    package_xml = (root / "package.xml").read_text()
+    assert f"<name>{plan.package}</name>" in package_xml and "<exec_depend>vision_msgs</exec_depend>" in package_xml
+    assert "<build_type>ament_python</build_type>" in package_xml
+    assert (root / "resource" / plan.package).exists()
+
+
+def test_output_is_deterministic() -> None:
+    first = render_package(plan_package("yolo", "openvino", weights="/w.pt"))
+    second = render_package(plan_package("yolo", "openvino", weights="/w.pt"))
+    assert first == second
+    assert all("Auto-generated by vision_factory" in text for name, text in first.items()
+               if not name.startswith("resource/"))
+
+
+@pytest.mark.parametrize("weights", ["/tmp/x'''\nimport os", "/tmp/\"); import os; print(\"", "a\\\" b"])
+def test_hostile_weights_paths_cannot_inject_code(tmp_path: Path, weights: str) -> None:
+    try:
+        plan = plan_package("yolo", "onnx", weights=weights)
+    except ConfigError as e:
+        assert "line break" in str(e)
+        return
+    root = write_package(plan, tmp_path)
+    tree = ast.parse((root / plan.package / f"{plan.node}.py").read_text())
+    assert [type(n).__name__ for n in tree.body] == ["Expr", "ImportFrom", "ImportFrom", "Assign", "ClassDef",
+                                                     "FunctionDef", "If"]
+    params = yaml.safe_load((root / "config" / "params.yaml").read_text())
+    assert params["/**"]["ros__parameters"]["model"] == weights
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vision_factory", *args], capture_output=True, text=True)
+
+
+def test_list_shows_models_backends_and_pairs() -> None:
+    result = run_cli("list")
+    assert result.returncode == 0
+    for backend in BACKENDS:
+        assert backend in result.stdout
+    assert "yolo" in result.stdout and "supported pairs" in result.stdout
+
+
+def test_generate_writes_the_package(tmp_path: Path) -> None:
+    result = run_cli("generate", "--model", "yolo", "--backend", "onnx", "--weights", "w.onnx", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "yolo_onnx" / "yolo_onnx" / "yolo_onnx.py").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "nope", "--backend", "onnx"], "unknown model 'nope'"),
+    (["--model", "yolo", "--backend", "metal"], "unknown backend 'metal'"),
+    (["--model", "yolo", "--backend", "onnx", "--package", "Yolo-Onnx"], "not a valid ROS package name"),
+    (["--model", "yolo", "--backend", "onnx", "--package", "yolo__onnx"], "not a valid ROS package name"),
+])
+def test_generate_refuses_with_exit_code_2_and_one_line(tmp_path: Path, args: list, message: str) -> None:
+    result = run_cli("generate", *args, "--out", str(tmp_path))
+    assert result.returncode == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
+
+
+def test_unsupported_pair_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    import vision_factory.generator as generator
+
+    only_onnx = dataclasses.replace(load_manifest("yolo"), backends=("onnx",))
+    monkeypatch.setattr(generator, "load_manifest", lambda name: only_onnx)
+    with pytest.raises(ConfigError, match="does not support backend 'cuda' \\(supported: onnx\\)"):
+        plan_package("yolo", "cuda")
+
+
+def test_output_is_byte_identical_across_processes(tmp_path: Path) -> None:
+    trees = []
+    for seed in ("1", "2"):
+        out = tmp_path / seed
+        env = {**__import__("os").environ, "PYTHONHASHSEED": seed}
+        subprocess.run([sys.executable, "-m", "vision_factory", "generate", "--model", "yolo", "--backend", "tensorrt",
+                        "--weights", "w.pt", "--out", str(out)], check=True, env=env, capture_output=True)
+        trees.append({p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
+    assert trees[0] == trees[1] and len(trees[0]) == 9

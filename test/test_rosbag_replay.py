@@ -1,0 +1,187 @@
+"""End to end, as a user runs it: generate the YOLO packages, colcon build them, start each node as its own
+process with --ros-args, replay the recorded bag at its recorded rate and check every answer."""
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from conftest import BAG, CHECKPOINT, FP32_ONNX, INT8_ONNX, asset
+from reference import from_message, mismatches, ultralytics_predict
+
+rclpy = pytest.importorskip("rclpy")
+from rclpy.serialization import deserialize_message  # noqa: E402
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from vision_msgs.msg import Detection2DArray  # noqa: E402
+
+from vision_factory.bag_replay import ReplayProbe, read_images  # noqa: E402
+from vision_factory.image_conversion import image_to_bgr  # noqa: E402
+from vision_factory.workspace import (colcon_build, create_workspace, node_command, stop,  # noqa: E402
+                                      workspace_env)
+
+CONF = 0.25
+_DOMAINS = itertools.count(1 + os.getpid() % 50 * 4)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    ws = tmp_path_factory.mktemp("ws")
+    create_workspace(ws, [("yolo", "onnx"), ("yolo", "openvino")], weights=str(INT8_ONNX))
+    colcon_build(ws)
+    return ws, workspace_env(ws)
+
+
+@pytest.fixture(scope="module")
+def frames() -> list:
+    return read_images(asset(BAG))
+
+
+@contextmanager
+def launched(workspace, backend: str, tmp_path: Path, **overrides):
+    """The generated node running as its own process, and a probe on the same (private) ROS domain."""
+    ws, env = workspace
+    domain = next(_DOMAINS)
+    package = f"yolo_{backend}"
+    overrides.setdefault("cache_dir", str(tmp_path / "cache"))
+    command = node_command(ws, package, package, overrides, {"image_raw": "/camera/image_raw"})
+    log = tmp_path / f"{package}-{domain}.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, env={**env, "ROS_DOMAIN_ID": str(domain)}, stdout=out,
+                                   stderr=subprocess.STDOUT)
+    probe = ReplayProbe({f"/{package}/detections": Detection2DArray, f"/{package}/debug_image": Image},
+                        domain_id=domain)
+    try:
+        ready = probe.wait_for_publisher(f"/{package}/detections", 120, alive=lambda: process.poll() is None)
+        assert ready, f"node did not come up:\n{log.read_text()}"
+        yield process, probe, log
+    finally:
+        probe.close()
+        stop(process)
+
+
+def detections_of(probe: ReplayProbe, backend: str) -> list:
+    return probe.outputs[f"/yolo_{backend}/detections"]
+
+
+def replay_and_collect(probe: ReplayProbe, backend: str, messages: list, topic="/camera/image_raw") -> list:
+    before = len(detections_of(probe, backend))
+    probe.replay(topic, messages)
+    probe.spin_until(lambda: len(detections_of(probe, backend)) >= before + len(messages), 20)
+    return detections_of(probe, backend)[before:]
+
+
+def decoded(message) -> tuple:
+    msg = deserialize_message(message.rawdata, Image)
+    return msg.header, image_to_bgr(msg)
+
+
+CASES = [("onnx", INT8_ONNX), ("onnx", CHECKPOINT), ("openvino", CHECKPOINT), ("openvino", FP32_ONNX)]
+
+
+@pytest.mark.parametrize("backend, weights", CASES, ids=[f"{b}-{w.name}" for b, w in CASES])
+def test_every_frame_gets_one_answer_matching_ultralytics(workspace, frames, tmp_path, backend, weights) -> None:
+    with launched(workspace, backend, tmp_path, model=str(asset(weights))) as (process, probe, log):
+        answers = replay_and_collect(probe, backend, frames)
+        assert process.poll() is None
+    assert stop(process) == 0
+    assert len(answers) == len(frames), f"{len(answers)} answers to {len(frames)} frames"
+    for answer, frame in zip(answers, frames):
+        header, image = decoded(frame)
+        assert (answer.header.stamp, answer.header.frame_id) == (header.stamp, header.frame_id)
+        reference = ultralytics_predict(weights, image, CONF)
+        assert len(reference) >= 10  # a street scene: the comparison is not vacuous
+        assert mismatches(from_message(answer), reference, CONF) == [], f"frame {header.stamp}"
+        assert all(d.header == header and d.results[0].hypothesis.class_id for d in answer.detections)
+
+
+def set_parameter(probe: ReplayProbe, node: str, name: str, value) -> tuple[bool, str]:
+    """What `ros2 param set` does: call the node's ~/set_parameters service."""
+    client = probe.node.create_client(SetParameters, f"{node}/set_parameters")
+    assert client.wait_for_service(timeout_sec=30)
+    if isinstance(value, float):
+        typed = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
+    else:
+        typed = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+    future = client.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=typed)]))
+    probe.spin_until(future.done, 30)
+    result = future.result().results[0]
+    return result.successful, result.reason
+
+
+def test_live_parameters_apply_on_the_next_frame_and_bad_values_are_refused(workspace, frames, tmp_path) -> None:
+    with launched(workspace, "onnx", tmp_path) as (process, probe, log):
+        before = replay_and_collect(probe, "onnx", frames)
+        assert set_parameter(probe, "/yolo_onnx", "confidence_threshold", 0.6) == (True, "")
+        raised = replay_and_collect(probe, "onnx", frames)
+
+        ok, reason = set_parameter(probe, "/yolo_onnx", "classes", "person,dragon")
+        assert not ok and "unknown class 'dragon'" in reason
+        ok, reason = set_parameter(probe, "/yolo_onnx", "confidence_threshold", 1.5)
+        assert not ok
+        assert set_parameter(probe, "/yolo_onnx", "classes", "bench") == (True, "")
+        benches = replay_and_collect(probe, "onnx", frames)
+    assert len(before) == len(raised) == len(benches) == len(frames)
+    for low, high in zip(before, raised):
+        assert len(high.detections) < len(low.detections)
+        assert all(d.results[0].hypothesis.score > 0.6 for d in high.detections)
+    names = {d.results[0].hypothesis.class_id for answer in benches for d in answer.detections}
+    assert names == {"bench"}  # the refused values left the threshold at 0.6; the class filter applies
+
+
+def test_second_launch_loads_the_cached_export_and_answers_the_same(workspace, frames, tmp_path) -> None:
+    answers, logs = [], []
+    for _ in range(2):
+        with launched(workspace, "openvino", tmp_path, model=str(asset(CHECKPOINT))) as (process, probe, log):
+            answers.append(replay_and_collect(probe, "openvino", frames[:2]))
+        logs.append(log.read_text())
+    assert "exporting yolov8n_from_int8_onnx.pt for the openvino backend" in logs[0]
+    assert "exporting" not in logs[1] and "loaded the cached openvino export" in logs[1]
+    assert [from_message(a) for a in answers[0]] == [from_message(a) for a in answers[1]]
+    assert len(list((tmp_path / "cache").glob("*/metadata.json"))) == 1
+
+
+def test_compressed_input_and_debug_image(workspace, tmp_path) -> None:
+    compressed = read_images(asset(BAG), compressed=True)
+    with launched(workspace, "onnx", tmp_path, input_compressed=True, publish_debug_image=True) as (process, probe, log):
+        answers = replay_and_collect(probe, "onnx", compressed, topic="/camera/image_raw/compressed")
+        probe.spin_until(lambda: len(probe.outputs["/yolo_onnx/debug_image"]) >= len(compressed), 10)
+        debug = probe.outputs["/yolo_onnx/debug_image"]
+    assert len(answers) == len(compressed) == len(debug)
+    assert all(sum(d.results[0].hypothesis.class_id == "person" for d in a.detections) >= 5 for a in answers)
+    assert [(a.header.stamp, a.header.frame_id) for a in answers] == [(d.header.stamp, d.header.frame_id) for d in debug]
+    assert (debug[0].encoding, debug[0].width, debug[0].height) == ("bgr8", 960, 540)
+
+
+def test_sigterm_exits_cleanly(workspace, tmp_path) -> None:
+    import signal
+
+    with launched(workspace, "onnx", tmp_path) as (process, probe, log):
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+    assert "Traceback" not in log.read_text()
+
+
+@pytest.mark.parametrize("model, message", [
+    ("/nonexistent/yolo.onnx", "model file '/nonexistent/yolo.onnx' does not exist"),
+    ("garbage.onnx", "garbage.onnx' is not a readable ONNX model"),
+    ("notes.txt", "notes.txt' is neither an ONNX file (.onnx) nor a checkpoint (.pt)"),
+])
+def test_an_unusable_model_exits_non_zero_with_one_line(workspace, tmp_path, model, message) -> None:
+    ws, env = workspace
+    if not model.startswith("/"):
+        (tmp_path / model).write_bytes(b"\x00 not a model")
+        model = str(tmp_path / model)
+    command = node_command(ws, "yolo_onnx", "yolo_onnx", {"model": model, "cache_dir": str(tmp_path)})
+    started = time.monotonic()
+    result = subprocess.run(command, env={**env, "ROS_DOMAIN_ID": str(next(_DOMAINS))}, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1 and time.monotonic() - started < 30
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("yolo_onnx: cannot start: ") and message in errors[0]
