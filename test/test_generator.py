@@ -88,8 +88,10 @@ def test_every_supported_pair_renders_and_its_node_module_imports(tmp_path: Path
     assert {p.name for p in BACKENDS[backend].parameters} <= set(names)
     assert module.PARAMETERS[0].default == "/weights/w.onnx"
     assert callable(module.main) and module.__doc__.startswith(plan.node)
-    for python in [root / "setup.py", root / "launch" / f"{plan.node}.launch.py"]:
-        ast.parse(python.read_text())
+    ast.parse((root / "setup.py").read_text())
+    launch = (root / "launch" / f"{plan.node}.launch.py").read_text()
+    ast.parse(launch)
+    assert f'"package": {plan.package!r}' in launch and '"node.launch.py"' in launch
     params = yaml.safe_load((root / "config" / "params.yaml").read_text())["/**"]["ros__parameters"]
     assert params == {p.name: p.default for p in module.PARAMETERS}
     package_xml = (root / "package.xml").read_text()
@@ -171,3 +173,10 @@ def test_output_is_byte_identical_across_processes(tmp_path: Path) -> None:
                         "--weights", "w.pt", "--out", str(out)], check=True, env=env, capture_output=True)
         trees.append({p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
     assert trees[0] == trees[1] and len(trees[0]) == 9
+
+
+def test_the_shared_launch_file_declares_its_arguments() -> None:
+    tree = ast.parse((Path(__file__).parent.parent / "launch" / "node.launch.py").read_text())
+    declared = {node.args[0].value for node in ast.walk(tree)
+                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument"}
+    assert declared == {"package", "executable", "node_name", "image", "params_file", "namespace", "log_level"}

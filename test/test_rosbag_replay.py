@@ -33,7 +33,7 @@ _DOMAINS = itertools.count(1 + os.getpid() % 50 * 4)
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     ws = tmp_path_factory.mktemp("ws")
-    create_workspace(ws, [("yolo", "onnx"), ("yolo", "openvino")], weights=str(INT8_ONNX))
+    create_workspace(ws, [("yolo", "onnx"), ("yolo", "openvino"), ("yolo", "cuda")], weights=str(INT8_ONNX))
     colcon_build(ws)
     return ws, workspace_env(ws)
 
@@ -82,7 +82,9 @@ def decoded(message) -> tuple:
     return msg.header, image_to_bgr(msg)
 
 
-CASES = [("onnx", INT8_ONNX), ("onnx", CHECKPOINT), ("openvino", CHECKPOINT), ("openvino", FP32_ONNX)]
+# cuda runs on the CPU here (no GPU): the fallback path, with the real PyTorch model.
+CASES = [("onnx", INT8_ONNX), ("onnx", CHECKPOINT), ("openvino", CHECKPOINT), ("openvino", FP32_ONNX),
+         ("cuda", CHECKPOINT)]
 
 
 @pytest.mark.parametrize("backend, weights", CASES, ids=[f"{b}-{w.name}" for b, w in CASES])

@@ -17,5 +17,5 @@ def draw_detections(image_bgr: np.ndarray, detections: Detections) -> np.ndarray
         x1, y1, x2, y2 = box.tolist()
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 2)
         text = f"{detections.class_name(int(class_id))} {score:.2f}"
-        cv2.putText(canvas, text, (x1, max(y1 - 6, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, 2)
+        cv2.putText(canvas, text, (x1, max(y1 - 6, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1)
     return canvas

@@ -30,7 +30,7 @@ OUTPUT_TOPICS = {"detections": (
     ("~/label_info", "vision_msgs/LabelInfo", "class map, latched (transient local)"),
     ("~/debug_image", "sensor_msgs/Image", "annotated bgr8, when publish_debug_image is true"),
 )}
-BASE_DEPENDENCIES = ("rclpy", "std_msgs", "sensor_msgs", "vision_factory")
+BASE_DEPENDENCIES = ("rclpy", "std_msgs", "sensor_msgs", "launch", "launch_ros", "vision_factory")
 # template -> path inside the package; {package} and {node} are substituted.
 FILES = {
     "package.xml.j2": "package.xml",

@@ -55,12 +55,14 @@ def workspace_env(ws: Path, base: Mapping[str, str] | None = None) -> dict[str, 
 
 
 def node_command(ws: Path, package: str, executable: str, overrides: Mapping[str, object] | None = None,
-                 remaps: Mapping[str, str] | None = None) -> list[str]:
-    """What `ros2 run <package> <executable> --ros-args --params-file <share>/config/params.yaml -p ...`
-    runs, without ros2cli: the installed executable itself."""
+                 remaps: Mapping[str, str] | None = None, params_files: Iterable[Path] = ()) -> list[str]:
+    """What `ros2 run <package> <executable> --ros-args --params-file <share>/config/params.yaml
+    [--params-file F ...] -p ... -r ...` runs, without ros2cli: the installed executable itself."""
     install = Path(ws) / "install" / package
     command = [str(install / "lib" / package / executable), "--ros-args",
                "--params-file", str(install / "share" / package / "config" / "params.yaml")]
+    for params_file in params_files:
+        command += ["--params-file", str(params_file)]
     for name, value in (overrides or {}).items():
         text = str(value).lower() if isinstance(value, bool) else str(value)
         command += ["-p", f"{name}:={text}"]
