@@ -24,11 +24,3 @@ def asset(path: Path) -> Path:
         pytest.skip(f"test asset {path} is absent (the shared assets live in ../shared/assets beside "
                     f"the checkout, or set VISION_FACTORY_ASSETS)")
     return path
-
-
-@pytest.fixture
-def ros_domain(monkeypatch: pytest.MonkeyPatch, worker_id: str = "master") -> str:
-    """A ROS_DOMAIN_ID of this test process's own, so concurrent runs never hear each other."""
-    domain = str(100 + os.getpid() % 100)
-    monkeypatch.setenv("ROS_DOMAIN_ID", domain)
-    return domain

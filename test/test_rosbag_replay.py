@@ -19,7 +19,7 @@ from rclpy.serialization import deserialize_message  # noqa: E402
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
-from vision_msgs.msg import Detection2DArray  # noqa: E402
+from vision_msgs.msg import Detection2DArray, LabelInfo  # noqa: E402
 
 from vision_factory.bag_replay import ReplayProbe, read_images  # noqa: E402
 from vision_factory.image_conversion import image_to_bgr  # noqa: E402
@@ -55,8 +55,9 @@ def launched(workspace, backend: str, tmp_path: Path, **overrides):
     with open(log, "w") as out:
         process = subprocess.Popen(command, env={**env, "ROS_DOMAIN_ID": str(domain)}, stdout=out,
                                    stderr=subprocess.STDOUT)
-    probe = ReplayProbe({f"/{package}/detections": Detection2DArray, f"/{package}/debug_image": Image},
-                        domain_id=domain)
+    probe = ReplayProbe({f"/{package}/detections": Detection2DArray, f"/{package}/debug_image": Image,
+                         f"/{package}/label_info": LabelInfo}, domain_id=domain,
+                        latched=(f"/{package}/label_info",))
     try:
         ready = probe.wait_for_publisher(f"/{package}/detections", 120, alive=lambda: process.poll() is None)
         assert ready, f"node did not come up:\n{log.read_text()}"
@@ -129,6 +130,9 @@ def test_live_parameters_apply_on_the_next_frame_and_bad_values_are_refused(work
         assert not ok
         assert set_parameter(probe, "/yolo_onnx", "classes", "bench") == (True, "")
         benches = replay_and_collect(probe, "onnx", frames)
+        label_infos = probe.outputs["/yolo_onnx/label_info"]
+    assert [round(info.threshold, 3) for info in label_infos] == [0.25, 0.6]
+    assert label_infos[0].class_map[0].class_name == "person" and len(label_infos[0].class_map) == 80
     assert len(before) == len(raised) == len(benches) == len(frames)
     for low, high in zip(before, raised):
         assert len(high.detections) < len(low.detections)

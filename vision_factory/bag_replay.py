@@ -64,10 +64,12 @@ class ReplayProbe:
     `outputs` maps topic -> list of received messages, in arrival order.
     """
 
-    def __init__(self, outputs: dict[str, type], domain_id: int | None = None, name: str = "replay_probe"):
+    def __init__(self, outputs: dict[str, type], domain_id: int | None = None, name: str = "replay_probe",
+                 latched: tuple[str, ...] = ()):
+        """Subscribe to `outputs` (topic -> message type); `latched` topics with transient-local QoS."""
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile
+        from rclpy.qos import DurabilityPolicy, QoSProfile
 
         self._rclpy = rclpy
         self.context = rclpy.Context()
@@ -77,7 +79,9 @@ class ReplayProbe:
         self.executor.add_node(self.node)
         self.outputs: dict[str, list] = {topic: [] for topic in outputs}
         for topic, msg_type in outputs.items():
-            self.node.create_subscription(msg_type, topic, self.outputs[topic].append, QoSProfile(depth=100))
+            durability = DurabilityPolicy.TRANSIENT_LOCAL if topic in latched else DurabilityPolicy.VOLATILE
+            self.node.create_subscription(msg_type, topic, self.outputs[topic].append,
+                                          QoSProfile(depth=100, durability=durability))
 
     def spin(self, timeout_s: float) -> None:
         self.executor.spin_once(timeout_sec=timeout_s)

@@ -55,8 +55,8 @@ class InferenceNode(Node):
             problem = self.runner.model.option_problem(name, value)
             if problem:
                 raise ConfigError(f"parameter '{name}': {problem}")
-        self._output = OUTPUTS[manifest.output](self, self.runner.labels,
-                                                self._values.get("confidence_threshold", 0.0))
+        self._output = OUTPUTS[manifest.output](self, self.runner.labels)
+        self._output.configure(self._values)
         self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
 
@@ -90,6 +90,7 @@ class InferenceNode(Node):
             if parameter.name in self._specs:
                 self._values[parameter.name] = parameter.value
         self._frame_options = self.runner.frame_options(self._values)
+        self._output.configure(self._values)
 
     def _on_image(self, msg: Any) -> None:
         """One frame in, one output out; a bad frame is logged (throttled) and dropped, never raised."""

@@ -20,14 +20,25 @@ LATCHED_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 class DetectionOutput:
     """~/detections (vision_msgs/Detection2DArray, every processed frame, also when empty),
-    ~/label_info (vision_msgs/LabelInfo, latched) and ~/debug_image (sensor_msgs/Image, bgr8, on request)."""
+    ~/label_info (vision_msgs/LabelInfo, latched; republished when its threshold changes) and
+    ~/debug_image (sensor_msgs/Image, bgr8, on request)."""
 
-    def __init__(self, node: Node, labels: tuple[str, ...], threshold: float):
+    THRESHOLD = "confidence_threshold"  # the parameter LabelInfo.threshold reports
+
+    def __init__(self, node: Node, labels: tuple[str, ...]):
+        self._node, self._label_names = node, labels
         self._detections = node.create_publisher(Detection2DArray, "~/detections", RESULT_QOS)
         self._debug = node.create_publisher(Image, "~/debug_image", RESULT_QOS)
         self._labels = node.create_publisher(LabelInfo, "~/label_info", LATCHED_QOS)
-        header = Header(stamp=node.get_clock().now().to_msg())
-        self._labels.publish(messages.label_info(labels, threshold, header))
+        self._threshold: float | None = None
+
+    def configure(self, values: dict[str, Any]) -> None:
+        """Take the node's current parameter values (at start and after every change)."""
+        threshold = float(values.get(self.THRESHOLD, 0.0))
+        if threshold != self._threshold:
+            self._threshold = threshold
+            header = Header(stamp=self._node.get_clock().now().to_msg())
+            self._labels.publish(messages.label_info(self._label_names, threshold, header))
 
     def publish(self, result: Detections, header: Header, image_bgr: np.ndarray, debug_image: bool) -> None:
         self._detections.publish(messages.detection_array(result, header))
