@@ -59,7 +59,7 @@ def launched(workspace, backend: str, tmp_path: Path, **overrides):
                          f"/{package}/label_info": LabelInfo}, domain_id=domain,
                         latched=(f"/{package}/label_info",))
     try:
-        ready = probe.wait_for_publisher(f"/{package}/detections", 120, alive=lambda: process.poll() is None)
+        ready = probe.wait_for_message(f"/{package}/label_info", 120, alive=lambda: process.poll() is None)
         assert ready, f"node did not come up:\n{log.read_text()}"
         yield process, probe, log
     finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from vision_factory.backends import Backend
 from vision_factory.errors import ConfigError
@@ -41,8 +41,8 @@ def read_onnx_metadata(path: Path) -> dict[str, str]:
 
 def prepare_artifact(model: ModuleType, model_name: str, backend: Backend, weights: Path,
                      options: Mapping[str, Any], backend_options: Mapping[str, Any],
-                     cache: ExportCache, logger: Any) -> Artifact:
-    """The artifact of `weights` for `backend`, from the cache or exported now."""
+                     cache: ExportCache, logger: Any, on_export: Callable[[], None] | None = None) -> Artifact:
+    """The artifact of `weights` for `backend`, from the cache or exported now (`on_export()` first)."""
     is_onnx = weights.suffix == ".onnx"
     if not is_onnx and weights.suffix not in model.CHECKPOINT_SUFFIXES:
         raise ConfigError(f"'{weights}' is neither an ONNX file (.onnx) nor a checkpoint "
@@ -76,7 +76,7 @@ def prepare_artifact(model: ModuleType, model_name: str, backend: Backend, weigh
                 onnx_path.unlink()
         return extra
 
-    entry = cache.get_or_build(fields, backend.artifact_filename, build, logger)
+    entry = cache.get_or_build(fields, backend.artifact_filename, build, logger, on_export)
     if not entry.built:
         logger.info(f"loaded the cached {backend.name} export {entry.path}")
     return Artifact(entry.path, dict(entry.metadata["model_metadata"]), exported=entry.built)

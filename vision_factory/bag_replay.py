@@ -95,10 +95,12 @@ class ReplayProbe:
             self.spin(0.05)
         return True
 
-    def wait_for_publisher(self, topic: str, timeout_s: float, alive: Any = lambda: True) -> bool:
-        """Wait until something publishes `topic` (a node creates its outputs once its model is ready)."""
-        return self.spin_until(lambda: self.node.count_publishers(topic) > 0 or not alive(), timeout_s) \
-            and self.node.count_publishers(topic) > 0
+    def wait_for_message(self, topic: str, timeout_s: float, alive: Any = lambda: True) -> bool:
+        """Wait until a message arrives on `topic` (one of `outputs`), while alive() holds.
+
+        A node publishes its latched label_info once its model session is ready."""
+        return self.spin_until(lambda: bool(self.outputs[topic]) or not alive(), timeout_s) \
+            and bool(self.outputs[topic])
 
     def replay(self, topic: str, messages: list[BagMessage], rate: float = 1.0, settle_s: float = 0.5) -> None:
         """Publish `messages` at the recorded rate after giving discovery `settle_s` to match endpoints."""

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"demo: {path} does not exist (pass --bag / --weights)", file=sys.stderr)
             return 2
     from sensor_msgs.msg import Image
-    from vision_msgs.msg import Detection2DArray
+    from vision_msgs.msg import Detection2DArray, LabelInfo
 
     print(f"[demo] generating yolo_{args.backend} into {args.workspace}/src and building it with colcon")
     package = create_workspace(args.workspace, [("yolo", args.backend)], weights=str(args.weights.resolve()))[0]
@@ -44,9 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[demo] starting: {' '.join(command)}")
     node = subprocess.Popen(command, env=env)
     detections_topic, debug_topic = f"/{package}/detections", f"/{package}/debug_image"
-    probe = ReplayProbe({detections_topic: Detection2DArray, debug_topic: Image})
+    labels_topic = f"/{package}/label_info"
+    probe = ReplayProbe({detections_topic: Detection2DArray, debug_topic: Image, labels_topic: LabelInfo},
+                        latched=(labels_topic,))
     try:
-        if not probe.wait_for_publisher(detections_topic, 600, alive=lambda: node.poll() is None):
+        if not probe.wait_for_message(labels_topic, 600, alive=lambda: node.poll() is None):
             print(f"demo: the node did not start (exit code {node.poll()})", file=sys.stderr)
             return 1
         frames = read_images(args.bag)

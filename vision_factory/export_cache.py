@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 METADATA = "metadata.json"
+PROGRESS_PERIOD_S = 10.0  # a long export logs its elapsed time at least this often
 _log = logging.getLogger(__name__)
 
 
@@ -63,15 +65,20 @@ class ExportCache:
 
     def get_or_build(self, fields: Mapping[str, Any], filename: str,
                      build: Callable[[Path], Mapping[str, Any]],
-                     logger: logging.Logger | Any = _log) -> CacheEntry:
+                     logger: logging.Logger | Any = _log,
+                     on_build: Callable[[], None] | None = None) -> CacheEntry:
         """The entry for `fields`; if missing or invalid, `build(path)` writes `path` (and any sibling
-        files it needs) and returns extra metadata to record, e.g. the exporter's versions."""
+        files it needs) and returns extra metadata to record, e.g. the exporter's versions.
+
+        `on_build()` is called when an export starts (also when waiting for another process's export)."""
         key = cache_key(fields)
         entry_dir = self.root / key
         entry = self._load(entry_dir, key, filename, logger)
         if entry is not None:
             return entry
-        with self._lock(key):
+        if on_build is not None:
+            on_build()
+        with self._lock(key, logger):
             entry = self._load(entry_dir, key, filename, logger)  # another process may have built it
             if entry is not None:
                 return entry
@@ -88,11 +95,15 @@ class ExportCache:
         return found
 
     @contextmanager
-    def _lock(self, key: str) -> Iterator[None]:
+    def _lock(self, key: str, logger: Any) -> Iterator[None]:
         lock_dir = self.root / ".locks"
         lock_dir.mkdir(parents=True, exist_ok=True)
         with open(lock_dir / f"{key}.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                with _progress(logger, f"waiting for another process exporting {key}"):
+                    fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
             finally:
@@ -130,7 +141,8 @@ class ExportCache:
         tmp_dir.mkdir(parents=True)
         started = time.monotonic()
         try:
-            extra = dict(build(tmp_dir / filename))
+            with _progress(logger, f"exporting {filename} into {entry_dir}"):
+                extra = dict(build(tmp_dir / filename))
             files = {p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
                      for p in sorted(tmp_dir.iterdir()) if p.is_file()}
             if filename not in files:
@@ -147,3 +159,22 @@ class ExportCache:
             shutil.rmtree(tmp_dir, ignore_errors=True)
         logger.info(f"exported {filename} into {entry_dir} in {metadata['export_seconds']:.1f} s")
         return CacheEntry(entry_dir / filename, metadata, built=True)
+
+
+@contextmanager
+def _progress(logger: Any, what: str) -> Iterator[None]:
+    """Log `what` with the elapsed time every PROGRESS_PERIOD_S until the block ends: never a silent wait."""
+    done = threading.Event()
+    started = time.monotonic()
+
+    def report() -> None:
+        while not done.wait(PROGRESS_PERIOD_S):
+            logger.info(f"still {what}: {time.monotonic() - started:.0f} s elapsed")
+
+    reporter = threading.Thread(target=report, daemon=True)
+    reporter.start()
+    try:
+        yield
+    finally:
+        done.set()
+        reporter.join()

@@ -27,7 +27,7 @@ _KEYS = {"name": str, "summary": str, "module": str, "output": str, "backends": 
          "default_weights": str, "parameters": dict}
 # Text rendered into comments, docstrings and XML: one line, no markup or quote runs.
 _UNSAFE_TEXT = re.compile(r'[\n\r\0<>&]|"""|\'\'\'')
-_PARAMETER_KEYS = {"type", "default", "description", "range", "step", "choices", "read_only"}
+_PARAMETER_KEYS = {"type", "default", "description", "range", "step", "choices", "applies"}
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def parse_manifest(text: str, source: str) -> Manifest:
                 name=name, type=spec.get("type", ""), default=spec.get("default"),
                 description=str(spec.get("description", "")),
                 range=tuple(spec["range"]) if "range" in spec else None, step=spec.get("step"),
-                choices=tuple(spec.get("choices", ())), read_only=bool(spec.get("read_only", False))))
+                choices=tuple(spec.get("choices", ())), applies=str(spec.get("applies", "frame"))))
         except (ValueError, TypeError) as e:
             raise fail(field, str(e)) from e
         if not parameters[-1].description or _UNSAFE_TEXT.search(parameters[-1].description):

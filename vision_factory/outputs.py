@@ -25,20 +25,20 @@ class DetectionOutput:
 
     THRESHOLD = "confidence_threshold"  # the parameter LabelInfo.threshold reports
 
-    def __init__(self, node: Node, labels: tuple[str, ...]):
-        self._node, self._label_names = node, labels
+    def __init__(self, node: Node):
+        self._node = node
         self._detections = node.create_publisher(Detection2DArray, "~/detections", RESULT_QOS)
         self._debug = node.create_publisher(Image, "~/debug_image", RESULT_QOS)
         self._labels = node.create_publisher(LabelInfo, "~/label_info", LATCHED_QOS)
-        self._threshold: float | None = None
+        self._label_info: tuple[tuple[str, ...], float] | None = None
 
-    def configure(self, values: dict[str, Any]) -> None:
-        """Take the node's current parameter values (at start and after every change)."""
-        threshold = float(values.get(self.THRESHOLD, 0.0))
-        if threshold != self._threshold:
-            self._threshold = threshold
+    def configure(self, values: dict[str, Any], labels: tuple[str, ...]) -> None:
+        """Take the node's parameter values and the model's labels (when a session starts, after changes)."""
+        label_info = (labels, float(values.get(self.THRESHOLD, 0.0)))
+        if label_info != self._label_info:
+            self._label_info = label_info
             header = Header(stamp=self._node.get_clock().now().to_msg())
-            self._labels.publish(messages.label_info(self._label_names, threshold, header))
+            self._labels.publish(messages.label_info(*label_info, header))
 
     def publish(self, result: Detections, header: Header, image_bgr: np.ndarray, debug_image: bool) -> None:
         self._detections.publish(messages.detection_array(result, header))

@@ -9,14 +9,20 @@ from dataclasses import dataclass
 from typing import Any
 
 TYPES: dict[str, type] = {"bool": bool, "integer": int, "double": float, "string": str}
+# When a parameter takes effect. Only "start" parameters are read-only for ROS.
+APPLIES: dict[str, str] = {
+    "start": "Read at start.",
+    "rebuild": "Live: a change rebuilds the model session in the background; frames keep flowing meanwhile.",
+    "frame": "Live: applies to the next frame.",
+    "report": "Set by the node to what is really running; changes from outside are refused.",
+}
 
 
 @dataclass(frozen=True)
 class ParameterSpec:
     """One ROS parameter: its type, default, documentation and the values it accepts.
 
-    read_only parameters are fixed at start (set them in the params file or with --ros-args -p);
-    the others take effect on the next frame after `ros2 param set`.
+    `applies` says when a value takes effect (see APPLIES).
     """
 
     name: str
@@ -26,11 +32,13 @@ class ParameterSpec:
     range: tuple[float, float] | None = None
     step: float | None = None
     choices: tuple[str, ...] = ()
-    read_only: bool = False
+    applies: str = "frame"
 
     def __post_init__(self) -> None:
         if self.type not in TYPES:
             raise ValueError(f"parameter '{self.name}': type '{self.type}' is not one of {', '.join(TYPES)}")
+        if self.applies not in APPLIES:
+            raise ValueError(f"parameter '{self.name}': applies '{self.applies}' is not one of {', '.join(APPLIES)}")
         problem = self.validate(self.default)
         if problem:
             raise ValueError(f"parameter '{self.name}': default {self.default!r}: {problem}")
@@ -54,9 +62,8 @@ class ParameterSpec:
                                         ParameterType)
         types = {"bool": ParameterType.PARAMETER_BOOL, "integer": ParameterType.PARAMETER_INTEGER,
                  "double": ParameterType.PARAMETER_DOUBLE, "string": ParameterType.PARAMETER_STRING}
-        text = self.description + (f" One of: {', '.join(self.choices)}." if self.choices else "")
-        descriptor = ParameterDescriptor(name=self.name, type=types[self.type], description=text,
-                                         read_only=self.read_only)
+        descriptor = ParameterDescriptor(name=self.name, type=types[self.type], description=self.documentation(),
+                                         read_only=self.applies == "start")
         if self.range is not None and self.type == "double":
             descriptor.floating_point_range = [FloatingPointRange(
                 from_value=float(self.range[0]), to_value=float(self.range[1]), step=float(self.step or 0.0))]
@@ -65,17 +72,26 @@ class ParameterSpec:
                 from_value=int(self.range[0]), to_value=int(self.range[1]), step=int(self.step or 0))]
         return descriptor
 
+    def documentation(self) -> str:
+        """The description with the accepted values and when a change applies."""
+        text = self.description
+        if self.range is not None:
+            text += f" Range [{self.range[0]}, {self.range[1]}]."
+        if self.choices:
+            text += f" One of: {', '.join(self.choices)}."
+        return f"{text} {APPLIES[self.applies]}"
+
 
 COMMON_PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("model", "string", "", "Weights: a file path, or a model name the model's library can "
-                  "download where there is internet. Exported once into cache_dir.", read_only=True),
+                  "download where there is internet. Exported once into cache_dir.", applies="rebuild"),
     ParameterSpec("cache_dir", "string", "", "Export cache folder; empty: $ROS_HOME/vision_factory, "
-                  "else ~/.cache/vision_factory.", read_only=True),
+                  "else ~/.cache/vision_factory.", applies="start"),
     ParameterSpec("input_compressed", "bool", False, "Subscribe to sensor_msgs/CompressedImage on "
-                  "image_raw/compressed instead of sensor_msgs/Image on image_raw.", read_only=True),
+                  "image_raw/compressed instead of sensor_msgs/Image on image_raw.", applies="start"),
     ParameterSpec("input_reliability", "string", "best_effort", "Input QoS reliability (keep last 1). "
                   "best_effort is the sensor-data profile and matches any camera; reliable only matches "
-                  "reliable publishers.", choices=("best_effort", "reliable"), read_only=True),
+                  "reliable publishers.", choices=("best_effort", "reliable"), applies="start"),
     ParameterSpec("publish_debug_image", "bool", False, "Also publish an annotated bgr8 image on "
                   "~/debug_image."),
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from vision_factory.artifacts import Artifact, prepare_artifact
 from vision_factory.backends import Backend, get_backend
@@ -28,24 +28,25 @@ class Runner:
 
     def frame_options(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """The manifest parameters the model reads every frame, taken from `values`."""
-        return {p.name: values[p.name] for p in self.manifest.parameters if not p.read_only}
+        return {p.name: values[p.name] for p in self.manifest.parameters if p.applies == "frame"}
 
 
 def build_runner(manifest: Manifest, backend_name: str, values: Mapping[str, Any],
-                 logger: Any = logging.getLogger(__name__)) -> Runner:
+                 logger: Any = logging.getLogger(__name__), on_export: Callable[[], None] | None = None) -> Runner:
     """Resolve the weights, export or load the backend's artifact, open the session and build the model.
 
-    `values` holds every parameter the node declared (common, backend and manifest ones).
+    `values` holds every parameter the node declared (common, backend and manifest ones); `on_export()`
+    is called if an export into the cache starts.
     """
     backend = get_backend(backend_name)
     model_module = manifest.load_module()
     cache = ExportCache(values.get("cache_dir") or None)
     weights = model_module.resolve_weights(values.get("model") or manifest.default_weights,
                                            cache.root / "weights")
-    options = {p.name: values[p.name] for p in manifest.parameters if p.read_only}
-    backend_options = {p.name: values[p.name] for p in backend.parameters}
+    options = {p.name: values[p.name] for p in manifest.parameters if p.applies != "frame"}
+    backend_options = backend.options(values)
     artifact = prepare_artifact(model_module, manifest.name, backend, Path(weights), options, backend_options,
-                                cache, logger)
+                                cache, logger, on_export)
     session_class = backend.session_class()
     if artifact.module is not None:
         session = session_class(artifact.path, artifact.module, backend_options, backend.expect_rocm, logger)

@@ -13,6 +13,8 @@ from vision_factory.errors import ConfigError
 from vision_factory.parameters import ParameterSpec
 
 _DEVICE_INDEX = "GPU index used by GPU execution providers (CUDA, TensorRT, ROCm, MIGraphX)."
+_ACTIVE_DEVICE = ParameterSpec("active_device", "string", "", "The device and precision really running.",
+                               applies="report")
 _TORCH_DEVICE = ("PyTorch device: cuda:N (ROCm builds use the same names) or cpu. Falls back to cpu with "
                  "one warning when no GPU is visible.")
 
@@ -56,6 +58,19 @@ class Backend:
     def session_class(self) -> Any:
         return getattr(self.runtime(), self.session)
 
+    def options(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """This backend's settings (not its reports) taken from a node's parameter values."""
+        return {p.name: values[p.name] for p in self.parameters if p.applies != "report"}
+
+    def report_parameter(self) -> str:
+        """The parameter that states what is really running."""
+        return next(p.name for p in self.parameters if p.applies == "report")
+
+    def option_problem(self, name: str, value: Any) -> str:
+        """'' if `value` can work for setting `name` of this backend, else why not (naming what is valid)."""
+        check = getattr(self.runtime(), "option_problem", None)
+        return check(name, value) if check else ""
+
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend(
@@ -65,8 +80,10 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         parameters=(
             ParameterSpec("execution_provider", "string", "cpu", "Ordered execution providers, e.g. "
                           "'cuda,cpu' or ONNX Runtime names; unavailable ones are skipped with a warning.",
-                          read_only=True),
-            ParameterSpec("device", "string", "0", _DEVICE_INDEX, read_only=True),
+                          applies="rebuild"),
+            ParameterSpec("device", "string", "0", _DEVICE_INDEX, applies="rebuild"),
+            ParameterSpec("active_execution_provider", "string", "", "The execution providers ONNX Runtime "
+                          "really runs, in order.", applies="report"),
         )),
     Backend(
         name="openvino", summary="OpenVINO Runtime on an OpenVINO IR converted from ONNX",
@@ -74,10 +91,11 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         source="onnx", artifact_filename="model.xml", convert="convert_onnx", requirements="openvino.txt",
         pip_packages=("openvino",),
         parameters=(
-            ParameterSpec("device", "string", "CPU", "OpenVINO device: CPU, GPU, NPU or AUTO.", read_only=True),
+            ParameterSpec("device", "string", "CPU", "OpenVINO device: CPU, GPU, NPU or AUTO.", applies="rebuild"),
             ParameterSpec("precision", "string", "fp32", "Inference precision hint; fp32 matches the reference, "
                           "bf16 / fp16 are faster where the device has them.", choices=("fp32", "fp16", "bf16"),
-                          read_only=True),
+                          applies="rebuild"),
+            _ACTIVE_DEVICE,
         )),
     Backend(
         name="tensorrt", summary="TensorRT engine built from ONNX (not verifiable on CPU-only machines)",
@@ -85,9 +103,10 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         source="onnx", artifact_filename="model.engine", convert="build_engine", requirements="tensorrt.txt",
         pip_packages=("tensorrt", "cuda-python"),
         parameters=(
-            ParameterSpec("device", "string", "0", "CUDA GPU index (0 or cuda:0).", read_only=True),
+            ParameterSpec("device", "string", "0", "CUDA GPU index (0 or cuda:0).", applies="rebuild"),
             ParameterSpec("precision", "string", "fp16", "Engine precision.", choices=("fp16", "fp32"),
-                          read_only=True),
+                          applies="rebuild"),
+            _ACTIVE_DEVICE,
         )),
     Backend(
         name="cuda", summary="PyTorch on an NVIDIA GPU (CPU fallback with a warning)",
@@ -95,9 +114,10 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         source="checkpoint", artifact_filename="", requirements="torch.txt",
         pip_packages=("torch", "ultralytics"),
         parameters=(
-            ParameterSpec("device", "string", "cuda:0", _TORCH_DEVICE, read_only=True),
+            ParameterSpec("device", "string", "cuda:0", _TORCH_DEVICE, applies="rebuild"),
             ParameterSpec("precision", "string", "fp32", "Inference precision (fp16 on GPU only).",
-                          choices=("fp32", "fp16"), read_only=True),
+                          choices=("fp32", "fp16"), applies="rebuild"),
+            _ACTIVE_DEVICE,
         )),
     Backend(
         name="rocm", summary="PyTorch (ROCm build) on an AMD GPU (CPU fallback with a warning)",
@@ -105,9 +125,10 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         source="checkpoint", artifact_filename="", requirements="torch.txt",
         pip_packages=("torch (ROCm build)", "ultralytics"), expect_rocm=True,
         parameters=(
-            ParameterSpec("device", "string", "cuda:0", _TORCH_DEVICE, read_only=True),
+            ParameterSpec("device", "string", "cuda:0", _TORCH_DEVICE, applies="rebuild"),
             ParameterSpec("precision", "string", "fp32", "Inference precision (fp16 on GPU only).",
-                          choices=("fp32", "fp16"), read_only=True),
+                          choices=("fp32", "fp16"), applies="rebuild"),
+            _ACTIVE_DEVICE,
         )),
 )}
 

@@ -41,6 +41,20 @@ def parse_providers(text: str) -> list[str]:
     return providers
 
 
+def option_problem(name: str, value: Any) -> str:
+    """'' if a setting can work, else why not: unknown provider names, a device that is no GPU index."""
+    if name == "execution_provider":
+        try:
+            parse_providers(str(value))
+        except ValueError as e:
+            import onnxruntime as ort
+
+            return f"{e}; available here: {', '.join(ort.get_available_providers())}"
+    if name == "device" and not str(value).isdigit():
+        return f"'{value}' is not a GPU index such as 0"
+    return ""
+
+
 class OnnxRuntimeSession:
     """An onnxruntime.InferenceSession on the first available providers of the requested list."""
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -14,6 +15,18 @@ _VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
 # precision parameter -> INFERENCE_PRECISION_HINT. Set explicitly: on CPUs with bf16 units OpenVINO
 # otherwise runs bf16 and scores drift by up to 0.08 from the fp32 reference (measured on bus/bag frames).
 PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
+# CPU, GPU.1, NPU, AUTO, AUTO:GPU,CPU, HETERO:GPU.0,CPU ...
+_DEVICE_NAME = re.compile(r"^[A-Z]+(\.\d+)?(:[A-Z]+(\.\d+)?(,[A-Z]+(\.\d+)?)*)?$")
+
+
+def option_problem(name: str, value: Any) -> str:
+    """'' if a setting can work, else why not."""
+    if name == "device" and not _DEVICE_NAME.match(str(value).upper()):
+        import openvino as ov
+
+        return (f"'{value}' is not an OpenVINO device name (available here: "
+                f"{', '.join(ov.Core().available_devices)}, or AUTO)")
+    return ""
 
 
 class OpenVinoSession:

@@ -33,6 +33,13 @@ def _check(result: tuple) -> Any:
     return values[0] if len(values) == 1 else values
 
 
+def option_problem(name: str, value: Any) -> str:
+    """'' if a setting can work, else why not."""
+    if name == "device" and not str(value).removeprefix("cuda:").isdigit():
+        return f"'{value}' is not a GPU index such as 0 or cuda:0"
+    return ""
+
+
 def _device_index(options: Mapping[str, Any]) -> int:
     text = str(options.get("device", "0")).removeprefix("cuda:")
     if not text.isdigit():

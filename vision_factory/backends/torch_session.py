@@ -6,12 +6,23 @@ its ONNX export, so every backend shares one postprocess.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from vision_factory.backends.session import BackendError
+
+
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+def option_problem(name: str, value: Any) -> str:
+    """'' if a setting can work, else why not."""
+    if name == "device" and not _DEVICE.match(str(value)):
+        return f"'{value}' is not a PyTorch device such as cuda:0, cuda:1 or cpu"
+    return ""
 
 
 def resolve_device(requested: str, expect_rocm: bool, logger: Any) -> str:

@@ -1,6 +1,7 @@
 """Model families. Each module implements the same small contract, used by runner and artifacts:
 
   CHECKPOINT_SUFFIXES            weight suffixes the PyTorch backends load
+  weights_problem(model) -> str  '' if `model` is a file or a downloadable name, else why not
   resolve_weights(model, dir)    a weights path, or a name the model's library downloads into dir
   export_onnx(weights, dst, options, logger) -> dict   writes dst; returns exporter versions
   exporter_fields() -> dict      versions an export depends on (part of its cache key)

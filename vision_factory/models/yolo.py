@@ -23,13 +23,22 @@ PAD_VALUE = 114
 MAX_NMS_CANDIDATES = 30000  # as ultralytics: only the best-scored candidates enter NMS
 
 
+def weights_problem(model: str) -> str:
+    """'' if `model` is an existing file or a bare name ultralytics may download (yolov8n.pt), else why not."""
+    path = Path(model).expanduser()
+    if path.is_file() or (path.parent == Path(".") and path.suffix in CHECKPOINT_SUFFIXES):
+        return ""
+    return f"model file '{model}' does not exist"
+
+
 def resolve_weights(model: str, download_dir: Path) -> Path:
     """`model` as a readable file, or a bare ultralytics name (e.g. yolov8n.pt) downloaded into download_dir."""
+    problem = weights_problem(model)
+    if problem:
+        raise ConfigError(problem)
     path = Path(model).expanduser()
     if path.is_file():
         return path
-    if path.parent != Path(".") or path.suffix not in CHECKPOINT_SUFFIXES:
-        raise ConfigError(f"model file '{model}' does not exist")
     try:
         from ultralytics.utils.downloads import attempt_download_asset
     except ImportError as e:
