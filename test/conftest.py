@@ -24,3 +24,22 @@ def asset(path: Path) -> Path:
         pytest.skip(f"test asset {path} is absent (the shared assets live in ../shared/assets beside "
                     f"the checkout, or set VISION_FACTORY_ASSETS)")
     return path
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A colcon workspace with vision_factory and the yolo onnx, openvino and cuda packages, built once."""
+    from vision_factory.workspace import colcon_build, create_workspace, workspace_env
+
+    ws = tmp_path_factory.mktemp("ws")
+    create_workspace(ws, [("yolo", "onnx"), ("yolo", "openvino"), ("yolo", "cuda")], weights=str(INT8_ONNX))
+    colcon_build(ws)
+    return ws, workspace_env(ws)
+
+
+@pytest.fixture(scope="session")
+def frames() -> list:
+    """The recorded camera frames (sensor_msgs/Image) of the bag."""
+    from vision_factory.bag_replay import read_images
+
+    return read_images(asset(BAG))

@@ -63,3 +63,39 @@ def test_a_checkpoint_is_exported_once_per_backend_and_keyed_by_versions(tmp_pat
 def test_checkpoint_backends_refuse_onnx_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="the cuda backend runs PyTorch checkpoints \\(.pt\\)"):
         prepare(asset(INT8_ONNX), "cuda", ExportCache(tmp_path))
+
+
+def test_new_content_at_the_same_path_gets_a_new_entry(tmp_path: Path) -> None:
+    import shutil
+
+    from conftest import FP32_ONNX
+
+    weights = tmp_path / "weights" / "model.onnx"
+    weights.parent.mkdir()
+    cache = ExportCache(tmp_path / "cache")
+    shutil.copyfile(asset(INT8_ONNX), weights)
+    first = prepare(weights, "openvino", cache, device="CPU", precision="fp32")
+    shutil.copyfile(asset(FP32_ONNX), weights)  # the user replaced the file in place
+    second = prepare(weights, "openvino", cache, device="CPU", precision="fp32")
+    assert first.exported and second.exported and first.path != second.path
+    assert len({e["fields"]["weights_sha256"] for e in cache.entries()}) == 2
+
+
+def test_cache_warm_builds_what_the_node_loads(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "vision_factory", "cache", "warm", "--model", "yolo", "--backend", "openvino",
+               "--weights", str(asset(INT8_ONNX)), "--cache-dir", str(tmp_path), "-p", "precision=bf16"]
+    first = subprocess.run(command, capture_output=True, text=True)
+    second = subprocess.run(command, capture_output=True, text=True)
+    assert first.returncode == second.returncode == 0, first.stderr
+    assert "exported: " in first.stdout and "already cached: " in second.stdout
+    # the node, with the same parameters, finds that entry
+    artifact = prepare(INT8_ONNX, "openvino", ExportCache(tmp_path), device="CPU", precision="bf16")
+    assert not artifact.exported and str(artifact.path) in first.stdout
+    listing = subprocess.run([sys.executable, "-m", "vision_factory", "cache", "list", "--cache-dir", str(tmp_path)],
+                             capture_output=True, text=True).stdout
+    assert listing.startswith("1 entries") and "yolo x openvino  model.xml" in listing and "openvino 20" in listing
+    refused = subprocess.run(command[:-2] + ["-p", "precision=fp64"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "parameter 'precision': 'fp64' is not one of" in refused.stderr

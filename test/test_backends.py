@@ -302,3 +302,24 @@ def test_tensorrt_session_moves_data_through_device_buffers(fake_gpu, tmp_path) 
         TensorRtSession(engine, {})
     with pytest.raises(BackendError, match="GPU index"):
         TensorRtSession(engine, {"device": "gpu"})
+
+
+@pytest.mark.parametrize("backend, name, value, problem", [
+    ("onnx", "execution_provider", "cuda,cpu", ""),
+    ("onnx", "execution_provider", "cuda11,cpu", "unknown execution provider 'cuda11'"),
+    ("onnx", "device", "1", ""),
+    ("onnx", "device", "cuda:1", "'cuda:1' is not a GPU index"),
+    ("openvino", "device", "AUTO:GPU,CPU", ""),
+    ("openvino", "device", "GPU.1", ""),
+    ("openvino", "device", "gpu 1", "is not an OpenVINO device name (available here: CPU"),
+    ("tensorrt", "device", "cuda:0", ""),
+    ("tensorrt", "device", "first", "is not a GPU index"),
+    ("cuda", "device", "cuda:1", ""),
+    ("rocm", "device", "cpu", ""),
+    ("cuda", "device", "cuda1", "'cuda1' is not a PyTorch device such as cuda:0"),
+])
+def test_values_that_can_never_work_are_named(backend: str, name: str, value: str, problem: str) -> None:
+    found = get_backend(backend).option_problem(name, value)
+    assert (problem in found) if problem else found == ""
+    if name == "execution_provider" and problem:
+        assert "available here: " in found and "CPUExecutionProvider" in found

@@ -97,3 +97,60 @@ def test_two_processes_on_an_empty_cache_export_once(tmp_path: Path) -> None:
     for worker in workers:
         worker.join(60)
     assert sorted(results.get(timeout=5) for _ in workers) == [False, True]
+
+
+def test_long_exports_log_their_elapsed_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    import logging
+
+    from vision_factory import export_cache
+
+    monkeypatch.setattr(export_cache, "PROGRESS_PERIOD_S", 0.05)
+    caplog.set_level(logging.INFO)
+    started: list = []
+
+    def slow(path: Path) -> dict:
+        time.sleep(0.3)
+        path.write_bytes(b"x")
+        return {}
+
+    ExportCache(tmp_path).get_or_build(FIELDS, "model.onnx", slow, logging.getLogger("t"),
+                                       on_build=lambda: started.append(1))
+    assert started == [1]
+    progress = [r.message for r in caplog.records if r.message.startswith("still exporting model.onnx")]
+    assert len(progress) >= 3 and progress[-1].endswith("s elapsed")
+
+
+def _hold_lock_forever(root: str, key: str, ready) -> None:
+    import fcntl
+
+    lock_dir = Path(root) / ".locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(lock_dir / f"{key}.lock", "w")
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    ready.set()
+    time.sleep(600)
+
+
+def test_a_lock_left_by_a_killed_exporter_does_not_block(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    holder = context.Process(target=_hold_lock_forever, args=(str(tmp_path), cache_key(FIELDS), ready))
+    holder.start()
+    assert ready.wait(30)
+    holder.kill()  # SIGKILL mid-export: no chance to clean up
+    holder.join(10)
+    started = time.monotonic()
+    entry = ExportCache(tmp_path).get_or_build(FIELDS, "model.onnx", writer([]))
+    assert entry.built and time.monotonic() - started < 5
+
+
+def test_list_and_clear(tmp_path: Path) -> None:
+    cache = ExportCache(tmp_path)
+    cache.get_or_build(FIELDS, "model.onnx", writer([]))
+    cache.get_or_build({**FIELDS, "backend": "openvino"}, "model.onnx", writer([]))
+    (tmp_path / ".tmp-deadbeef-1").mkdir()
+    entries = cache.entries()
+    assert len(entries) == 2 and all(e["bytes"] > 9000 and Path(e["path"]).is_dir() for e in entries)
+    (tmp_path / "unrelated").mkdir()
+    assert cache.clear() == 2
+    assert cache.entries() == [] and sorted(p.name for p in tmp_path.iterdir()) == ["unrelated"]

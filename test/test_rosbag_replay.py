@@ -2,85 +2,21 @@
 process with --ros-args, replay the recorded bag at its recorded rate and check every answer."""
 from __future__ import annotations
 
-import itertools
-import os
 import subprocess
 import time
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
 from conftest import BAG, CHECKPOINT, FP32_ONNX, INT8_ONNX, asset
 from reference import from_message, mismatches, ultralytics_predict
 
-rclpy = pytest.importorskip("rclpy")
-from rclpy.serialization import deserialize_message  # noqa: E402
-from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
-from rcl_interfaces.srv import SetParameters  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
-from vision_msgs.msg import Detection2DArray, LabelInfo  # noqa: E402
+pytest.importorskip("rclpy")
+from node_harness import decoded, launched, next_domain, replay_and_collect, set_parameter  # noqa: E402
 
-from vision_factory.bag_replay import ReplayProbe, read_images  # noqa: E402
-from vision_factory.image_conversion import image_to_bgr  # noqa: E402
-from vision_factory.workspace import (colcon_build, create_workspace, node_command, stop,  # noqa: E402
-                                      workspace_env)
+from vision_factory.bag_replay import read_images  # noqa: E402
+from vision_factory.workspace import node_command, stop  # noqa: E402
 
 CONF = 0.25
-_DOMAINS = itertools.count(1 + os.getpid() % 50 * 4)
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    ws = tmp_path_factory.mktemp("ws")
-    create_workspace(ws, [("yolo", "onnx"), ("yolo", "openvino"), ("yolo", "cuda")], weights=str(INT8_ONNX))
-    colcon_build(ws)
-    return ws, workspace_env(ws)
-
-
-@pytest.fixture(scope="module")
-def frames() -> list:
-    return read_images(asset(BAG))
-
-
-@contextmanager
-def launched(workspace, backend: str, tmp_path: Path, **overrides):
-    """The generated node running as its own process, and a probe on the same (private) ROS domain."""
-    ws, env = workspace
-    domain = next(_DOMAINS)
-    package = f"yolo_{backend}"
-    overrides.setdefault("cache_dir", str(tmp_path / "cache"))
-    command = node_command(ws, package, package, overrides, {"image_raw": "/camera/image_raw"})
-    log = tmp_path / f"{package}-{domain}.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen(command, env={**env, "ROS_DOMAIN_ID": str(domain)}, stdout=out,
-                                   stderr=subprocess.STDOUT)
-    probe = ReplayProbe({f"/{package}/detections": Detection2DArray, f"/{package}/debug_image": Image,
-                         f"/{package}/label_info": LabelInfo}, domain_id=domain,
-                        latched=(f"/{package}/label_info",))
-    try:
-        ready = probe.wait_for_message(f"/{package}/label_info", 120, alive=lambda: process.poll() is None)
-        assert ready, f"node did not come up:\n{log.read_text()}"
-        yield process, probe, log
-    finally:
-        probe.close()
-        stop(process)
-
-
-def detections_of(probe: ReplayProbe, backend: str) -> list:
-    return probe.outputs[f"/yolo_{backend}/detections"]
-
-
-def replay_and_collect(probe: ReplayProbe, backend: str, messages: list, topic="/camera/image_raw") -> list:
-    before = len(detections_of(probe, backend))
-    probe.replay(topic, messages)
-    probe.spin_until(lambda: len(detections_of(probe, backend)) >= before + len(messages), 20)
-    return detections_of(probe, backend)[before:]
-
-
-def decoded(message) -> tuple:
-    msg = deserialize_message(message.rawdata, Image)
-    return msg.header, image_to_bgr(msg)
 
 
 # cuda runs on the CPU here (no GPU): the fallback path, with the real PyTorch model.
@@ -102,20 +38,6 @@ def test_every_frame_gets_one_answer_matching_ultralytics(workspace, frames, tmp
         assert len(reference) >= 10  # a street scene: the comparison is not vacuous
         assert mismatches(from_message(answer), reference, CONF) == [], f"frame {header.stamp}"
         assert all(d.header == header and d.results[0].hypothesis.class_id for d in answer.detections)
-
-
-def set_parameter(probe: ReplayProbe, node: str, name: str, value) -> tuple[bool, str]:
-    """What `ros2 param set` does: call the node's ~/set_parameters service."""
-    client = probe.node.create_client(SetParameters, f"{node}/set_parameters")
-    assert client.wait_for_service(timeout_sec=30)
-    if isinstance(value, float):
-        typed = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
-    else:
-        typed = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
-    future = client.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=typed)]))
-    probe.spin_until(future.done, 30)
-    result = future.result().results[0]
-    return result.successful, result.reason
 
 
 def test_live_parameters_apply_on_the_next_frame_and_bad_values_are_refused(workspace, frames, tmp_path) -> None:
@@ -186,7 +108,7 @@ def test_an_unusable_model_exits_non_zero_with_one_line(workspace, tmp_path, mod
         model = str(tmp_path / model)
     command = node_command(ws, "yolo_onnx", "yolo_onnx", {"model": model, "cache_dir": str(tmp_path)})
     started = time.monotonic()
-    result = subprocess.run(command, env={**env, "ROS_DOMAIN_ID": str(next(_DOMAINS))}, capture_output=True,
+    result = subprocess.run(command, env={**env, "ROS_DOMAIN_ID": str(next_domain())}, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 1 and time.monotonic() - started < 30
     errors = [line for line in result.stderr.splitlines() if line.strip()]

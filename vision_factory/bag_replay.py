@@ -42,19 +42,23 @@ def read_images(bag: Path, topic: str | None = None, compressed: bool = False) -
                 for _, stamp, raw in reader.messages(connections=[first])]
 
 
-def publish_recorded(publisher: Any, messages: list[BagMessage], rate: float = 1.0, spin: Any = None) -> None:
+def publish_recorded(publisher: Any, messages: list[BagMessage], rate: float = 1.0, spin: Any = None,
+                     on_frame: Any = None) -> None:
     """Publish `messages` (as their recorded bytes) with the recorded spacing divided by `rate`.
 
-    `spin(timeout_s)` is called while waiting, so the caller's subscriptions keep receiving.
+    `spin(timeout_s)` is called while waiting, so the caller's subscriptions keep receiving;
+    `on_frame(index)` just before each message is published.
     """
     start_wall, start_bag = time.monotonic(), messages[0].timestamp_ns
-    for message in messages:
+    for index, message in enumerate(messages):
         due = start_wall + (message.timestamp_ns - start_bag) / 1e9 / rate
         while (remaining := due - time.monotonic()) > 0:
             if spin is not None:
                 spin(min(remaining, 0.01))
             else:
                 time.sleep(remaining)
+        if on_frame is not None:
+            on_frame(index)
         publisher.publish(message.rawdata)
 
 
@@ -102,8 +106,10 @@ class ReplayProbe:
         return self.spin_until(lambda: bool(self.outputs[topic]) or not alive(), timeout_s) \
             and bool(self.outputs[topic])
 
-    def replay(self, topic: str, messages: list[BagMessage], rate: float = 1.0, settle_s: float = 0.5) -> None:
-        """Publish `messages` at the recorded rate after giving discovery `settle_s` to match endpoints."""
+    def replay(self, topic: str, messages: list[BagMessage], rate: float = 1.0, settle_s: float = 0.5,
+               on_frame: Any = None) -> None:
+        """Publish `messages` at the recorded rate after giving discovery `settle_s` to match endpoints;
+        `on_frame(index)` runs before each one."""
         from sensor_msgs import msg as sensor_msgs
 
         msg_class = getattr(sensor_msgs, IMAGE_TYPES[messages[0].msgtype])
@@ -111,7 +117,7 @@ class ReplayProbe:
         self.spin_until(lambda: publisher.get_subscription_count() > 0, 10.0)
         end = time.monotonic() + settle_s
         self.spin_until(lambda: time.monotonic() > end, settle_s + 1)
-        publish_recorded(publisher, messages, rate, self.spin)
+        publish_recorded(publisher, messages, rate, self.spin, on_frame)
 
     def close(self) -> None:
         self.executor.shutdown()

@@ -1,15 +1,20 @@
-"""The `vision-factory` command: list models and backends, generate node packages.
+"""The `vision-factory` command: list models and backends, generate node packages, manage the export cache.
 
 Errors a user can fix exit with code 2 and one line saying why.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from vision_factory.backends import BACKENDS
 from vision_factory.errors import ConfigError
+from vision_factory.export_cache import ExportCache
 from vision_factory.generator import plan_package, supported_pairs, write_package
 from vision_factory.manifest import load_manifest
 
@@ -36,6 +41,49 @@ def _generate(args: argparse.Namespace) -> None:
     print(f"wrote {root} (node {plan.node}); build it with `colcon build` in the workspace")
 
 
+def _cache(args: argparse.Namespace) -> None:
+    cache = ExportCache(args.cache_dir)
+    if args.action == "list":
+        entries = cache.entries()
+        print(f"{len(entries)} entries in {cache.root}")
+        for entry in entries:
+            fields = entry["fields"]
+            versions = ", ".join(f"{k} {v}" for k, v in sorted(fields.items())
+                                 if k not in ("model", "backend", "weights_sha256", "weights_format", "options"))
+            print(f"  {entry['key']}  {fields['model']} x {fields['backend']}  {entry['artifact']}  "
+                  f"{entry['bytes'] / 1e6:.1f} MB  created {entry['created']}  export {entry['export_seconds']} s")
+            print(f"      weights sha256 {fields['weights_sha256'][:16]}... ({fields['weights_format']}), "
+                  f"options {fields['options']}, {versions}")
+    elif args.action == "clear":
+        print(f"removed {cache.clear()} entries from {cache.root}")
+    else:
+        _warm(args, cache)
+
+
+def _warm(args: argparse.Namespace, cache: ExportCache) -> None:
+    """Export exactly what a node with these parameters would load, without opening a session."""
+    from vision_factory.artifacts import prepare_artifact
+
+    plan = plan_package(args.model, args.backend, weights=args.weights)
+    values: dict[str, Any] = {spec.name: spec.default for spec in plan.parameters}
+    for item in args.param:
+        name, _, text = item.partition("=")
+        if name not in values:
+            raise ConfigError(f"unknown parameter '{name}' (known: {', '.join(values)})")
+        values[name] = yaml.safe_load(text)
+    for spec in plan.parameters:
+        problem = spec.validate(values[spec.name])
+        if problem:
+            raise ConfigError(f"parameter '{spec.name}': {problem}")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    model = plan.manifest.load_module()
+    weights = model.resolve_weights(values["model"], cache.root / "weights")
+    options = {p.name: values[p.name] for p in plan.manifest.parameters if p.applies != "frame"}
+    artifact = prepare_artifact(model, plan.manifest.name, plan.backend, Path(weights), options,
+                                plan.backend.options(values), cache, logging.getLogger("vision-factory"))
+    print(f"{'exported' if artifact.exported else 'already cached'}: {artifact.path}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="vision-factory", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -46,12 +94,24 @@ def main(argv: list[str] | None = None) -> None:
     generate.add_argument("--weights", help="weights path (default: the model's default weights name)")
     generate.add_argument("--package", help="package name (default: <model>_<backend>)")
     generate.add_argument("--out", required=True, help="folder to write into, e.g. WS/src")
+    cache = commands.add_parser("cache", help="list, clear or pre-build (warm) the export cache")
+    cache.add_argument("action", choices=["list", "clear", "warm"])
+    cache.add_argument("--cache-dir", help="default: $ROS_HOME/vision_factory, else ~/.cache/vision_factory")
+    cache.add_argument("--model", help="warm: the model")
+    cache.add_argument("--backend", help="warm: the backend")
+    cache.add_argument("--weights", help="warm: weights path (default: the model's default weights name)")
+    cache.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                       help="warm: a node parameter, as the node will have it (e.g. -p imgsz=320)")
     args = parser.parse_args(argv)
+    if args.command == "cache" and args.action == "warm" and not (args.model and args.backend):
+        parser.error("cache warm needs --model and --backend")
     try:
         if args.command == "list":
             _list()
-        else:
+        elif args.command == "generate":
             _generate(args)
+        else:
+            _cache(args)
     except ConfigError as e:
         print(f"vision-factory: {e}", file=sys.stderr)
         sys.exit(EXIT_USAGE)

@@ -85,14 +85,26 @@ class ExportCache:
             return self._build(entry_dir, key, fields, filename, build, logger)
 
     def entries(self) -> list[dict[str, Any]]:
-        """Metadata of every complete entry."""
+        """Metadata of every complete entry, with "path" (its folder) and "bytes" (its size) added."""
         found = []
         for meta_path in sorted(self.root.glob(f"*/{METADATA}")):
             try:
-                found.append(json.loads(meta_path.read_text()))
+                metadata = json.loads(meta_path.read_text())
             except (OSError, ValueError):
                 continue
+            sizes = [p.stat().st_size for p in meta_path.parent.iterdir() if p.is_file()]
+            found.append({**metadata, "path": str(meta_path.parent), "bytes": sum(sizes)})
         return found
+
+    def clear(self) -> int:
+        """Remove every entry, unfinished export and lock file; the number of entries removed."""
+        removed = len(self.entries())
+        if self.root.exists():
+            for path in self.root.iterdir():
+                if path.is_dir() and (path.name == ".locks" or path.name.startswith(".tmp-")
+                                      or (path / METADATA).exists()):
+                    shutil.rmtree(path, ignore_errors=True)
+        return removed
 
     @contextmanager
     def _lock(self, key: str, logger: Any) -> Iterator[None]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import logging
 import shutil
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -54,10 +55,8 @@ def resolve_weights(model: str, download_dir: Path) -> Path:
 
 
 def exporter_fields() -> dict[str, str]:
-    import torch
-    import ultralytics
-
-    return {"ultralytics": ultralytics.__version__, "torch": torch.__version__}
+    """Versions an export depends on, read from package metadata: a warm start must not import torch."""
+    return {name: metadata.version(name) for name in ("ultralytics", "torch")}
 
 
 def export_onnx(weights: Path, dst: Path, options: Mapping[str, Any], logger: Any) -> dict[str, str]:

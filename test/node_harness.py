@@ -1,0 +1,120 @@
+"""Running generated nodes as processes and talking to them as `ros2 param` / a camera would."""
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import GetParameters, SetParameters
+from rclpy.serialization import deserialize_message
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray, LabelInfo
+
+from vision_factory.bag_replay import ReplayProbe
+from vision_factory.image_conversion import image_to_bgr
+from vision_factory.workspace import node_command, stop
+
+_DOMAINS = itertools.count(1 + os.getpid() % 50 * 4)
+
+
+def next_domain() -> int:
+    """A ROS_DOMAIN_ID no other node of this run uses."""
+    return next(_DOMAINS)
+
+
+@contextmanager
+def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path,
+             **overrides: Any) -> Iterator[tuple[subprocess.Popen, ReplayProbe, Path]]:
+    """The generated yolo_<backend> node running as its own process, once its model is ready, and a
+    probe on the same private ROS domain that hears its outputs and /diagnostics."""
+    ws, env = workspace
+    domain = next_domain()
+    package = f"yolo_{backend}"
+    overrides.setdefault("cache_dir", str(tmp_path / "cache"))
+    command = node_command(ws, package, package, overrides, {"image_raw": "/camera/image_raw"})
+    log = tmp_path / f"{package}-{domain}.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, env={**env, "ROS_DOMAIN_ID": str(domain)}, stdout=out,
+                                   stderr=subprocess.STDOUT)
+    probe = ReplayProbe({f"/{package}/detections": Detection2DArray, f"/{package}/debug_image": Image,
+                         f"/{package}/label_info": LabelInfo, "/diagnostics": DiagnosticArray},
+                        domain_id=domain, latched=(f"/{package}/label_info",))
+    try:
+        ready = probe.wait_for_message(f"/{package}/label_info", 120, alive=lambda: process.poll() is None)
+        assert ready, f"node did not come up:\n{log.read_text()}"
+        yield process, probe, log
+    finally:
+        probe.close()
+        stop(process)
+
+
+def detections_of(probe: ReplayProbe, backend: str) -> list:
+    return probe.outputs[f"/yolo_{backend}/detections"]
+
+
+def replay_and_collect(probe: ReplayProbe, backend: str, messages: list, topic: str = "/camera/image_raw",
+                       **replay: Any) -> list:
+    """Replay `messages` at the recorded rate; the node's answers to them."""
+    before = len(detections_of(probe, backend))
+    probe.replay(topic, messages, **replay)
+    probe.spin_until(lambda: len(detections_of(probe, backend)) >= before + len(messages), 20)
+    return detections_of(probe, backend)[before:]
+
+
+def decoded(message: Any) -> tuple:
+    """(header, BGR image) of a recorded sensor_msgs/Image."""
+    msg = deserialize_message(message.rawdata, Image)
+    return msg.header, image_to_bgr(msg)
+
+
+def _typed(value: Any) -> ParameterValue:
+    if isinstance(value, float):
+        return ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
+    return ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+
+
+def call(probe: ReplayProbe, service_type: Any, name: str, request: Any) -> Any:
+    client = probe.node.create_client(service_type, name)
+    assert client.wait_for_service(timeout_sec=30), f"{name} is not offered"
+    future = client.call_async(request)
+    assert probe.spin_until(future.done, 30), f"{name} did not answer"
+    probe.node.destroy_client(client)
+    return future.result()
+
+
+def set_parameter(probe: ReplayProbe, node: str, name: str, value: Any) -> tuple[bool, str]:
+    """What `ros2 param set` does: call the node's ~/set_parameters service."""
+    request = SetParameters.Request(parameters=[Parameter(name=name, value=_typed(value))])
+    result = call(probe, SetParameters, f"{node}/set_parameters", request).results[0]
+    return result.successful, result.reason
+
+
+def set_parameter_async(probe: ReplayProbe, node: str, name: str, value: Any) -> Any:
+    """Send a set_parameters request without waiting; the future completes while the probe spins."""
+    client = probe.node.create_client(SetParameters, f"{node}/set_parameters")
+    assert client.wait_for_service(timeout_sec=30)
+    return client.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=_typed(value))]))
+
+
+def get_parameter(probe: ReplayProbe, node: str, name: str) -> Any:
+    """What `ros2 param get` does."""
+    value = call(probe, GetParameters, f"{node}/get_parameters", GetParameters.Request(names=[name])).values[0]
+    return {ParameterType.PARAMETER_STRING: value.string_value,
+            ParameterType.PARAMETER_DOUBLE: value.double_value}.get(value.type)
+
+
+def diagnostics_of(probe: ReplayProbe, node: str) -> list[dict]:
+    """Every status the node published on /diagnostics, as {"level", "message", **values}."""
+    found = []
+    for array in probe.outputs["/diagnostics"]:
+        for status in array.status:
+            if status.name == f"{node}: inference":
+                found.append({"level": int.from_bytes(status.level, "little") if isinstance(status.level, bytes)
+                              else int(status.level), "message": status.message,
+                              **{kv.key: kv.value for kv in status.values}})
+    return found

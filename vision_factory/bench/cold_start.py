@@ -1,0 +1,104 @@
+"""Cold start: seconds from starting a node process to its first published detection, with an empty
+export cache and with a warm one, for the onnx and openvino YOLO nodes.
+
+    scripts/bench_cold_start [--repeats N] [--out out/]
+
+Frames are published every 50 ms from the moment the process starts, so the figure is what a robot
+sees: process start -> first Detection2DArray received by another process.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from vision_factory.bag_replay import ReplayProbe, read_images
+from vision_factory.workspace import (colcon_build, create_workspace, node_command, source_checkout, stop,
+                                      workspace_env)
+
+ASSETS = source_checkout().parent / "shared" / "assets"
+FRAME_PERIOD_S = 0.05
+
+
+def first_detection(ws: Path, env: dict, backend: str, weights: Path, cache_dir: Path, domain: int,
+                    frame) -> dict:
+    """Start the node and time its readiness (label_info) and its first answer."""
+    from sensor_msgs.msg import Image
+    from vision_msgs.msg import Detection2DArray, LabelInfo
+
+    package = f"yolo_{backend}"
+    topics = {f"/{package}/detections": Detection2DArray, f"/{package}/label_info": LabelInfo}
+    probe = ReplayProbe(topics, domain_id=domain, latched=(f"/{package}/label_info",))
+    publisher = probe.node.create_publisher(Image, "/camera/image_raw", 10)
+    command = node_command(ws, package, package, {"model": str(weights), "cache_dir": str(cache_dir)},
+                           {"image_raw": "/camera/image_raw"})
+    started = time.monotonic()
+    process = subprocess.Popen(command, env={**env, "ROS_DOMAIN_ID": str(domain)}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    ready = answered = None
+    try:
+        while answered is None and time.monotonic() - started < 300 and process.poll() is None:
+            publisher.publish(frame.rawdata)
+            probe.spin(FRAME_PERIOD_S)
+            now = time.monotonic() - started
+            if ready is None and probe.outputs[f"/{package}/label_info"]:
+                ready = now
+            if probe.outputs[f"/{package}/detections"]:
+                answered = now
+    finally:
+        probe.close()
+        stop(process)
+    return {"ready_s": ready, "first_detection_s": answered}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench_cold_start", description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=source_checkout() / "out")
+    args = parser.parse_args(argv)
+    weights = {"int8 .onnx": ASSETS / "models" / "yolov8n_int8.onnx",
+               ".pt checkpoint": ASSETS / "models" / "derived" / "yolov8n_from_int8_onnx.pt"}
+    bag = ASSETS / "rosbags" / "mmpose_street_demo_5f"
+    for path in [*weights.values(), bag]:
+        if not path.exists():
+            print(f"bench_cold_start: {path} is missing", file=sys.stderr)
+            return 2
+    frame = read_images(bag)[0]
+    ws = source_checkout() / ".cache" / "bench_ws"
+    create_workspace(ws, [("yolo", "onnx"), ("yolo", "openvino")])
+    colcon_build(ws)
+    env = workspace_env(ws)
+    rows, domain = [], 60
+    for backend in ("onnx", "openvino"):
+        for label, path in weights.items():
+            samples: dict[str, list[float]] = {"empty": [], "warm": []}
+            for _ in range(args.repeats):
+                with tempfile.TemporaryDirectory() as cache_dir:
+                    for state in ("empty", "warm"):  # the first launch fills the cache the second uses
+                        domain += 1
+                        result = first_detection(ws, env, backend, path, Path(cache_dir), domain, frame)
+                        if result["first_detection_s"] is not None:
+                            samples[state].append(result["first_detection_s"])
+            for state, values in samples.items():
+                rows.append({"backend": backend, "weights": label, "cache": state, "runs": len(values),
+                             "median_s": round(statistics.median(values), 2) if values else None,
+                             "min_s": round(min(values), 2) if values else None,
+                             "max_s": round(max(values), 2) if values else None})
+    header = f"| backend | weights | cache | runs | median s | min s | max s |\n|---|---|---|---|---|---|---|"
+    table = "\n".join([header] + [f"| {r['backend']} | {r['weights']} | {r['cache']} | {r['runs']} | "
+                                  f"{r['median_s']} | {r['min_s']} | {r['max_s']} |" for r in rows])
+    print("Process start -> first detection received by another process:")
+    print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "cold_start.json").write_text(json.dumps(rows, indent=2))
+    (args.out / "cold_start.md").write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
