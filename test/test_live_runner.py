@@ -136,24 +136,26 @@ def test_diagnostics_levels_follow_the_state(setup) -> None:
     from diagnostic_msgs.msg import DiagnosticStatus
 
     from vision_factory.diagnostics import inference_status
+    from vision_factory.frame_stats import FrameStats
+
+    def status(live):
+        return inference_status("yolo_onnx", "onnx", live, FrameStats().snapshot(), 0, 5.0, 1000.0)
 
     builds, live, notified = setup
-    status = inference_status("yolo_onnx", "onnx", live)
-    assert (status.level, status.message) == (DiagnosticStatus.OK, "starting")
+    assert (status(live).level, status(live).message) == (DiagnosticStatus.OK, "starting")
     builds.release("a")
     live.request({"model": "a"})
     wait(lambda: live.current is not None)
-    values = {kv.key: kv.value for kv in inference_status("yolo_onnx", "onnx", live).values}
+    values = {kv.key: kv.value for kv in status(live).values}
     assert values["state"] == "running" and values["active"] == "cpu" and values["backend"] == "onnx"
     builds.release("crash")
     live.request({"model": "crash"})
     wait(lambda: live.builds == 2)
-    status = inference_status("yolo_onnx", "onnx", live)
-    assert status.level == DiagnosticStatus.WARN and "last rebuild failed" in status.message
-    assert {kv.key: kv.value for kv in status.values}["last_error"] == "RuntimeError: out of memory"
+    assert status(live).level == DiagnosticStatus.WARN and "last rebuild failed" in status(live).message
+    assert {kv.key: kv.value for kv in status(live).values}["last_error"] == "RuntimeError: out of memory"
     failed = LiveRunner(builds, lambda: None, LOG)
     builds.fail.add("missing")
     builds.release("missing")
     failed.request({"model": "missing"})
     wait(lambda: failed.builds == 1)
-    assert inference_status("n", "onnx", failed).level == DiagnosticStatus.ERROR
+    assert status(failed).level == DiagnosticStatus.ERROR

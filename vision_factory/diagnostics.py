@@ -1,26 +1,43 @@
-"""The node's diagnostic_msgs status on /diagnostics: what runs, in what state, and the last error."""
+"""The node's diagnostic_msgs status on /diagnostics: what runs, how well, and the last error.
+
+Level rules (also in the README):
+  ERROR  no model session could be built (the node is about to exit)
+  WARN   the last rebuild failed and the previous session still serves; or, once running, no input
+         for more than diagnostics_no_input_s; or p99 latency (received -> published) above
+         diagnostics_latency_ms
+  OK     otherwise
+"""
 from __future__ import annotations
+
+from typing import Any, Mapping
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from std_msgs.msg import Header
 
-from vision_factory.live_runner import ERROR, LiveRunner
+from vision_factory.live_runner import ERROR, RUNNING, LiveRunner
 
 TOPIC = "/diagnostics"
 PERIOD_S = 1.0
 
 
-def inference_status(node_name: str, backend: str, live: LiveRunner) -> DiagnosticStatus:
-    """OK while running (or starting / exporting / loading); WARN when the last rebuild failed and the
-    previous session still serves; ERROR when no session could be built."""
+def inference_status(node_name: str, backend: str, live: LiveRunner, stats: Mapping[str, Any],
+                     dropped: int, no_input_s: float, latency_ms: float) -> DiagnosticStatus:
+    """The node's one status: its state and active session, rates, latency and the rules above."""
     runner = live.current
+    warnings = []
+    if live.last_error and live.state != ERROR:
+        warnings.append("last rebuild failed")
+    if live.state == RUNNING and stats["seconds_since_input"] > no_input_s:
+        warnings.append(f"no input for {stats['seconds_since_input']:.0f} s")
+    if stats["latency_p99_ms"] is not None and stats["latency_p99_ms"] > latency_ms:
+        warnings.append(f"p99 latency {stats['latency_p99_ms']:.0f} ms over {latency_ms:.0f} ms")
     message = live.state
     if live.building and runner is not None:
         message += f", rebuilding the session ({live.building})"
     if live.state == ERROR:
         level = DiagnosticStatus.ERROR
-    elif live.last_error:
-        level, message = DiagnosticStatus.WARN, message + ", last rebuild failed"
+    elif warnings:
+        level, message = DiagnosticStatus.WARN, f"{message}: {'; '.join(warnings)}"
     else:
         level = DiagnosticStatus.OK
     values = {
@@ -30,6 +47,8 @@ def inference_status(node_name: str, backend: str, live: LiveRunner) -> Diagnost
         "model": runner.manifest.name if runner else "",
         "weights": str(runner.artifact.path) if runner else "",
         "exported_this_launch": str(runner.artifact.exported) if runner else "",
+        "dropped_frames": str(dropped),
+        **{key: "" if value is None else str(value) for key, value in stats.items()},
         "last_error": live.last_error,
     }
     return DiagnosticStatus(level=level, name=f"{node_name}: inference", message=message,
@@ -38,5 +57,3 @@ def inference_status(node_name: str, backend: str, live: LiveRunner) -> Diagnost
 
 def diagnostic_array(status: DiagnosticStatus, header: Header) -> DiagnosticArray:
     return DiagnosticArray(header=header, status=[status])
-
-

@@ -6,6 +6,7 @@ once, and is tested here.
 from __future__ import annotations
 
 import sys
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -17,12 +18,15 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from vision_factory import diagnostics
 from vision_factory.backends import get_backend
 from vision_factory.errors import ConfigError
+from vision_factory.frame_stats import FrameStats
+from vision_factory.frame_worker import LatestFrameWorker
 from vision_factory.image_conversion import ImageDecodeError, compressed_to_bgr, image_to_bgr
 from vision_factory.live_runner import ERROR, LiveRunner
 from vision_factory.manifest import load_manifest
@@ -31,12 +35,19 @@ from vision_factory.parameters import ParameterSpec
 from vision_factory.runner import Runner, build_runner
 
 ERROR_THROTTLE_S = 5.0
+QOS_POLL_S = 0.5
 RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
 
 
-def input_qos(reliability: str) -> QoSProfile:
-    """Keep only the newest frame: a slow model must never work through a backlog."""
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=RELIABILITY[reliability])
+def input_qos(reliability: str, depth: int = 1) -> QoSProfile:
+    """Keep the last `depth` frames (1 by default: a slow model must never work through a backlog)."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=RELIABILITY[reliability])
+
+
+def matching_reliability(publishers: Sequence[Any]) -> str:
+    """The reliability that connects to every publisher found: best effort if any of them is."""
+    best_effort = any(p.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for p in publishers)
+    return "best_effort" if best_effort else "reliable"
 
 
 class InferenceNode(Node):
@@ -61,7 +72,8 @@ class InferenceNode(Node):
         self.failure: str | None = None
         self._reporting = False  # True while the node itself sets its "report" parameters
         self._announced: Runner | None = None
-        self._frame_options: dict[str, Any] = {}
+        self._stats = FrameStats()
+        self._worker = LatestFrameWorker(self._process_frame, name=f"{node_name}-inference")
 
         self._output = OUTPUTS[self._manifest.output](self)
         self._diagnostics = self.create_publisher(DiagnosticArray, diagnostics.TOPIC, 10)
@@ -76,11 +88,37 @@ class InferenceNode(Node):
         compressed = self._values["input_compressed"]
         # As image_transport does: the compressed stream lives under the (remapped) image topic.
         base = self.resolve_topic_name("image_raw")
-        topic, msg_type = (f"{base}/compressed", CompressedImage) if compressed else (base, Image)
+        self._input_topic, self._input_type = (f"{base}/compressed", CompressedImage) if compressed else (base, Image)
         self._decode: Callable[[Any], Any] = compressed_to_bgr if compressed else image_to_bgr
-        self._subscription = self.create_subscription(msg_type, topic, self._on_image,
-                                                      input_qos(self._values["input_reliability"]))
+        self._subscription: Any = None
+        self._qos_timer: Any = None
+        self._subscribe()
         self._live.request(self._values)
+
+    def _subscribe(self) -> None:
+        """Subscribe to the input; with input_reliability auto, first wait for a publisher to match."""
+        reliability = self._values["input_reliability"]
+        if reliability == "auto":
+            publishers = self.get_publishers_info_by_topic(self._input_topic)
+            if not publishers:
+                if self._qos_timer is None:
+                    self.get_logger().info(f"waiting for a publisher on {self._input_topic} to match its QoS")
+                    self._qos_timer = self.create_timer(QOS_POLL_S, self._subscribe)
+                return
+            reliability = matching_reliability(publishers)
+            if self._qos_timer is not None:
+                self.destroy_timer(self._qos_timer)
+            self.get_logger().info(f"input QoS matched to the publisher on {self._input_topic}: {reliability}")
+        self._subscription = self.create_subscription(
+            self._input_type, self._input_topic, self._on_image,
+            input_qos(reliability, self._values["input_depth"]))
+        self._input_reliability = reliability
+
+    def destroy_node(self) -> None:
+        worker = getattr(self, "_worker", None)  # None when the constructor failed before creating it
+        if worker is not None:
+            worker.stop()
+        super().destroy_node()
 
     # --- parameters -------------------------------------------------------------------------------
 
@@ -105,19 +143,18 @@ class InferenceNode(Node):
                                            reason=f"{parameter.name} reports what runs; it cannot be set")
             problem = self._value_problem(parameter.name, parameter.value)
             runner = self._live.current
-            if not problem and parameter.name in self._frame_options and runner is not None:
+            if not problem and runner is not None and parameter.name in runner.frame_options(self._values):
                 problem = runner.model.option_problem(parameter.name, parameter.value)
             if problem:
                 return SetParametersResult(successful=False, reason=f"{parameter.name}: {problem}")
         return SetParametersResult(successful=True)
 
     def _apply_parameters(self, parameters: list[Parameter]) -> None:
-        changed = {p.name for p in parameters if p.name in self._specs and self._values[p.name] != p.value}
-        for parameter in parameters:
-            if parameter.name in self._specs:
-                self._values[parameter.name] = parameter.value
+        updates = {p.name: p.value for p in parameters if p.name in self._specs}
+        changed = {name for name, value in updates.items() if self._values[name] != value}
+        # A new dict, swapped in one assignment: the inference thread reads a consistent snapshot.
+        self._values = {**self._values, **updates}
         if self._live.current is not None:
-            self._frame_options = self._live.current.frame_options(self._values)
             self._output.configure(self._values, self._live.current.labels)
         if any(self._specs[name].applies == "rebuild" for name in changed):
             self.get_logger().info(f"rebuilding the model session for {', '.join(sorted(changed))}; "
@@ -135,8 +172,7 @@ class InferenceNode(Node):
         if runner is self._announced:
             return  # a rebuild failed; the live runner logged it and the old session serves
         self._announced = runner
-        self._frame_options = runner.frame_options(self._values)
-        for name, value in self._frame_options.items():
+        for name, value in runner.frame_options(self._values).items():
             problem = runner.model.option_problem(name, value)
             if problem:
                 self.get_logger().error(f"parameter '{name}' does not suit the new model: {problem}")
@@ -148,35 +184,50 @@ class InferenceNode(Node):
             self._reporting = False
         self.get_logger().info(
             f"ready: {self._manifest.name} on {self._backend.name} ({runner.session.active}), weights "
-            f"{runner.artifact.path}, listening on {self._subscription.topic_name} "
-            f"({self._values['input_reliability']})")
+            f"{runner.artifact.path}, listening on {self._input_topic}")
 
     def _publish_diagnostics(self) -> None:
-        status = diagnostics.inference_status(self.get_name(), self._backend.name, self._live)
+        status = diagnostics.inference_status(
+            self.get_name(), self._backend.name, self._live, self._stats.snapshot(), self._worker.dropped,
+            self._values["diagnostics_no_input_s"], self._values["diagnostics_latency_ms"])
         header = Header(stamp=self.get_clock().now().to_msg())
         self._diagnostics.publish(diagnostics.diagnostic_array(status, header))
 
     # --- frames ------------------------------------------------------------------------------------
 
     def _on_image(self, msg: Any) -> None:
-        """One frame in, one output out; a bad frame is logged (throttled) and dropped, never raised."""
-        runner = self._live.current  # taken once: a swap lands between frames, never inside one
+        """Subscription callback: hand the frame to the inference thread, replacing any waiting one."""
+        self._stats.received()
+        self._worker.submit((msg, time.monotonic()))
+
+    def _process_frame(self, item: tuple[Any, float]) -> None:
+        """Inference thread: one frame in, one output out. A bad frame is logged (throttled) and
+        dropped; nothing raises out of here, so the node keeps serving."""
+        msg, received = item
+        runner, values = self._live.current, self._values  # taken once: a swap lands between frames
         if runner is None:
             return  # the first session is not ready yet
-        if runner is not self._announced:
-            self._on_runner_changed()  # a new session arrived just now: adopt it before its first frame
         try:
             image = self._decode(msg)
+            megapixels = image.shape[0] * image.shape[1] / 1e6
+            if megapixels > values["max_input_megapixels"]:
+                raise ImageDecodeError(f"{image.shape[1]}x{image.shape[0]} is {megapixels:.0f} megapixels, over "
+                                       f"max_input_megapixels {values['max_input_megapixels']}")
+            started = time.monotonic()
+            result = runner.model(image, **runner.frame_options(values))
+            inference_s = time.monotonic() - started
+            self._output.publish(result, msg.header, image, values["publish_debug_image"])
         except ImageDecodeError as e:
-            self.get_logger().error(f"dropped a frame: {e}", throttle_duration_sec=ERROR_THROTTLE_S)
-            return
-        try:
-            result = runner.model(image, **self._frame_options)
+            self._reject(f"dropped a frame: {e}")
         except Exception as e:  # the node outlives any single frame's failure
-            self.get_logger().error(f"dropped a frame: inference failed: {type(e).__name__}: {e}",
-                                    throttle_duration_sec=ERROR_THROTTLE_S)
-            return
-        self._output.publish(result, msg.header, image, self._values["publish_debug_image"])
+            self._reject(f"dropped a frame: inference failed: {type(e).__name__}: {e}")
+        else:
+            stamp_latency = (self.get_clock().now() - Time.from_msg(msg.header.stamp)).nanoseconds / 1e9
+            self._stats.published(time.monotonic() - received, inference_s, stamp_latency)
+
+    def _reject(self, reason: str) -> None:
+        self._stats.rejected()
+        self.get_logger().error(reason, throttle_duration_sec=ERROR_THROTTLE_S)
 
 
 def run_node(node_class: Callable[[], InferenceNode], args: list[str] | None = None) -> None:

@@ -89,9 +89,18 @@ COMMON_PARAMETERS: tuple[ParameterSpec, ...] = (
                   "else ~/.cache/vision_factory.", applies="start"),
     ParameterSpec("input_compressed", "bool", False, "Subscribe to sensor_msgs/CompressedImage on "
                   "image_raw/compressed instead of sensor_msgs/Image on image_raw.", applies="start"),
-    ParameterSpec("input_reliability", "string", "best_effort", "Input QoS reliability (keep last 1). "
-                  "best_effort is the sensor-data profile and matches any camera; reliable only matches "
-                  "reliable publishers.", choices=("best_effort", "reliable"), applies="start"),
+    ParameterSpec("input_reliability", "string", "best_effort", "Input QoS reliability. best_effort is the "
+                  "sensor-data profile and matches any camera; reliable only matches reliable publishers; auto "
+                  "waits for a publisher on the input topic and matches it.",
+                  choices=("best_effort", "reliable", "auto"), applies="start"),
+    ParameterSpec("input_depth", "integer", 1, "Input QoS history depth (keep last N). Frames beyond the one "
+                  "being processed are dropped anyway: only the newest waits.", range=(1, 100), applies="start"),
+    ParameterSpec("max_input_megapixels", "double", 40.0, "Larger frames are refused with an error (8K is 33 "
+                  "megapixels).", range=(0.01, 1000.0)),
     ParameterSpec("publish_debug_image", "bool", False, "Also publish an annotated bgr8 image on "
                   "~/debug_image."),
+    ParameterSpec("diagnostics_no_input_s", "double", 5.0, "Diagnostics turn WARN when no frame arrived for "
+                  "this long while running.", range=(0.1, 86400.0)),
+    ParameterSpec("diagnostics_latency_ms", "double", 1000.0, "Diagnostics turn WARN when the p99 latency "
+                  "from receiving a frame to publishing its result exceeds this.", range=(1.0, 600000.0)),
 )

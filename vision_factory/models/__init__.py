@@ -7,6 +7,8 @@
   exporter_fields() -> dict      versions an export depends on (part of its cache key)
   load_torch(weights) -> (nn.Module, metadata)         forward returns the ONNX export's raw outputs
   Model(session, metadata, options, logger)            __call__(image_bgr, **frame_options) -> result
+                                                       (frame_options have defaults: the runner warms
+                                                       a new session up with a blank image)
       .labels, .option_problem(name, value) -> ''|reason
 
 `options` are the manifest's read-only parameters; `frame_options` the others, read every frame.

@@ -1,0 +1,99 @@
+"""Latest-frame processing, the frame statistics and the diagnostics rules built on them."""
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+from diagnostic_msgs.msg import DiagnosticStatus
+
+from vision_factory.diagnostics import inference_status
+from vision_factory.frame_stats import FrameStats
+from vision_factory.frame_worker import LatestFrameWorker
+from vision_factory.live_runner import RUNNING
+
+
+def test_a_busy_worker_keeps_only_the_newest_frame_and_counts_the_rest() -> None:
+    gate, seen = threading.Event(), []
+
+    def process(item):
+        seen.append(item)
+        if item == 0:
+            gate.wait(5)  # a slow first inference
+
+    worker = LatestFrameWorker(process)
+    worker.submit(0)
+    deadline = time.monotonic() + 5
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for frame in range(1, 6):  # arrive while frame 0 is processed
+        worker.submit(frame)
+    gate.set()
+    deadline = time.monotonic() + 5
+    while seen[-1] != 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    worker.stop()
+    assert seen == [0, 5] and worker.dropped == 4  # never a stale frame, never a queue
+
+
+def test_a_fast_worker_drops_nothing() -> None:
+    seen = []
+    worker = LatestFrameWorker(seen.append)
+    for frame in range(20):
+        worker.submit(frame)
+        deadline = time.monotonic() + 5
+        while len(seen) <= frame and time.monotonic() < deadline:
+            time.sleep(0.001)
+    worker.stop()
+    assert seen == list(range(20)) and worker.dropped == 0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rates_and_percentiles_over_the_window() -> None:
+    clock = Clock()
+    stats = FrameStats(window_s=5.0, clock=clock)
+    for i in range(100):
+        clock.now += 0.05  # 20 Hz for 5 s
+        stats.received()
+        stats.published(latency_s=0.010 + (0.090 if i == 99 else 0.0), inference_s=0.008, stamp_latency_s=0.030)
+    stats.rejected()
+    snap = stats.snapshot()
+    assert snap["input_hz"] == pytest.approx(20, abs=0.3) and snap["output_hz"] == pytest.approx(20, abs=0.3)
+    assert snap["latency_p50_ms"] == pytest.approx(10.0) and snap["latency_p99_ms"] > 10.0
+    assert snap["inference_p50_ms"] == pytest.approx(8.0) and snap["stamp_latency_p50_ms"] == pytest.approx(30.0)
+    assert (snap["received_total"], snap["published_total"], snap["rejected_total"]) == (100, 100, 1)
+    clock.now += 10  # silence: the window empties, totals stay
+    snap = stats.snapshot()
+    assert snap["input_hz"] == 0 and snap["latency_p50_ms"] is None and snap["seconds_since_input"] == 10.0
+
+
+def running_live(last_error: str = "") -> SimpleNamespace:
+    runner = SimpleNamespace(session=SimpleNamespace(active="CPUExecutionProvider"),
+                             manifest=SimpleNamespace(name="yolo"),
+                             artifact=SimpleNamespace(path="/w.onnx", exported=False))
+    return SimpleNamespace(current=runner, state=RUNNING, building="", last_error=last_error)
+
+
+@pytest.mark.parametrize("since_input, p99, last_error, level, text", [
+    (0.5, 40.0, "", DiagnosticStatus.OK, "running"),
+    (7.0, 40.0, "", DiagnosticStatus.WARN, "running: no input for 7 s"),
+    (0.5, 1500.0, "", DiagnosticStatus.WARN, "running: p99 latency 1500 ms over 1000 ms"),
+    (0.5, 40.0, "RuntimeError: boom", DiagnosticStatus.WARN, "running: last rebuild failed"),
+])
+def test_diagnostics_rules(since_input, p99, last_error, level, text) -> None:
+    stats = {**FrameStats().snapshot(), "seconds_since_input": since_input, "latency_p99_ms": p99}
+    status = inference_status("yolo_onnx", "onnx", running_live(last_error), stats, dropped=3,
+                              no_input_s=5.0, latency_ms=1000.0)
+    values = {kv.key: kv.value for kv in status.values}
+    assert (status.level, status.message) == (level, text)
+    assert values["dropped_frames"] == "3" and values["active"] == "CPUExecutionProvider"
+    assert {"input_hz", "output_hz", "latency_p50_ms", "latency_p99_ms", "inference_p50_ms",
+            "stamp_latency_p99_ms", "last_error", "state", "model"} <= set(values)
