@@ -5,7 +5,9 @@ once, and is tested here.
 """
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -14,10 +16,11 @@ from typing import Any, Callable, Sequence
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
@@ -35,6 +38,7 @@ from vision_factory.parameters import ParameterSpec
 from vision_factory.runner import Runner, build_runner
 
 ERROR_THROTTLE_S = 5.0
+SPIN_PERIOD_S = 0.1  # also the longest a stop signal waits to be noticed
 QOS_POLL_S = 0.5
 RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
 
@@ -236,7 +240,12 @@ def run_node(node_class: Callable[[], InferenceNode], args: list[str] | None = N
     A failure to start (bad parameter, missing model, unusable backend) prints one readable line and
     exits 1.
     """
-    rclpy.init(args=args)
+    # Our own SIGINT/SIGTERM handling: rclpy's would shut the context down under the inference thread.
+    # Here the loop ends, the inference thread finishes its frame, then the node and context go.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
     name = Path(sys.argv[0]).name
     try:
         node = node_class()
@@ -247,10 +256,8 @@ def run_node(node_class: Callable[[], InferenceNode], args: list[str] | None = N
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        while rclpy.ok() and node.failure is None:
-            executor.spin_once(timeout_sec=0.5)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        while not stopping.is_set() and node.failure is None:
+            executor.spin_once(timeout_sec=SPIN_PERIOD_S)
     finally:
         executor.shutdown()
         node.destroy_node()
