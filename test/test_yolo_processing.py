@@ -106,9 +106,10 @@ def test_classes_accepts_names_and_ids_and_refuses_unknown_names() -> None:
     assert "unknown class 'dragon'" in detector.option_problem("classes", "person,dragon")
 
 
-def test_non_finite_model_output_gives_no_detections() -> None:
+@pytest.mark.parametrize("row, value", [(4, np.nan), (0, np.inf), (83, -np.inf)])
+def test_non_finite_model_output_is_an_error_not_detections(row: int, value: float) -> None:
     output = np.zeros((1, 84, 8400), np.float32)
-    output[0, 4, :10] = np.nan
-    output[0, 4, 10] = np.inf
+    output[0, row, 10] = value
     detector = YoloDetector(FixedSession(output), {}, {"imgsz": 640})
-    assert len(detector(np.zeros((480, 640, 3), np.uint8))) == 0
+    with pytest.raises(ValueError, match="the model output contains NaN or Inf"):
+        detector(np.zeros((480, 640, 3), np.uint8))

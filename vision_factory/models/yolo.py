@@ -133,6 +133,8 @@ class YoloDetector:
     def postprocess(self, output: np.ndarray, placement: Letterbox, confidence_threshold: float,
                     iou_threshold: float, classes: np.ndarray | None, max_detections: int) -> Detections:
         """Decode the raw head output (1, 4 + C, N): cx, cy, w, h in input pixels, then C class scores."""
+        if not np.isfinite(output).all():
+            raise ValueError("the model output contains NaN or Inf (a broken export or a numeric overflow)")
         predictions = output[0]
         class_scores = predictions[4:]
         class_ids = class_scores.argmax(axis=0)
@@ -143,7 +145,7 @@ class YoloDetector:
         candidates = np.flatnonzero(keep)
         if len(candidates) > MAX_NMS_CANDIDATES:
             candidates = candidates[np.argsort(-scores[candidates])[:MAX_NMS_CANDIDATES]]
-        if len(candidates) == 0 or not np.isfinite(scores[candidates]).all():
+        if len(candidates) == 0:
             return Detections.empty(self.labels)
         centre, size = predictions[0:2, candidates].T, predictions[2:4, candidates].T
         boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1)
