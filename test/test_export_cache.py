@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import shutil
 import time
 from pathlib import Path
 
@@ -154,3 +155,28 @@ def test_list_and_clear(tmp_path: Path) -> None:
     (tmp_path / "unrelated").mkdir()
     assert cache.clear() == 2
     assert cache.entries() == [] and sorted(p.name for p in tmp_path.iterdir()) == ["unrelated"]
+
+
+def test_an_unwritable_cache_runs_uncached_and_says_so_once(tmp_path: Path, caplog) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    cache = ExportCache(blocker / "cache")  # cannot be created: its parent is a file
+    calls: list = []
+    first = cache.get_or_build(FIELDS, "model.onnx", writer(calls))
+    second = cache.get_or_build(FIELDS, "model.onnx", writer(calls))
+    assert first.built and first.path.is_file() and not str(first.path).startswith(str(tmp_path))
+    assert not second.built and second.path == first.path  # the stand-in serves this process
+    warnings = [r.message for r in caplog.records if "is not writable" in r.message]
+    assert len(warnings) == 1 and "nothing is cached" in warnings[0]
+
+
+def test_loading_an_entry_writes_nothing(tmp_path: Path) -> None:
+    """So a cache warmed elsewhere can be shipped on a read-only filesystem."""
+    cache = ExportCache(tmp_path / "cache")
+    built = cache.get_or_build(FIELDS, "model.onnx", writer([]))
+    shutil.rmtree(tmp_path / "cache" / ".locks")
+    before = sorted(p for p in (tmp_path / "cache").rglob("*"))
+    calls: list = []
+    loaded = ExportCache(tmp_path / "cache").get_or_build(FIELDS, "model.onnx", writer(calls))
+    assert loaded.path == built.path and calls == []
+    assert sorted(p for p in (tmp_path / "cache").rglob("*")) == before

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from typing import Any, Callable, Iterator, Mapping
 METADATA = "metadata.json"
 PROGRESS_PERIOD_S = 10.0  # a long export logs its elapsed time at least this often
 _log = logging.getLogger(__name__)
+_UNWRITABLE: dict[Path, Path] = {}  # cache root that cannot be written -> this process's stand-in folder
 
 
 def default_cache_root() -> Path:
@@ -78,6 +80,9 @@ class ExportCache:
             return entry
         if on_build is not None:
             on_build()
+        root = self._writable_root(logger)
+        if root != self.root:  # exports go to a temporary folder for this process only
+            return ExportCache(root).get_or_build(fields, filename, build, logger)
         with self._lock(key, logger):
             entry = self._load(entry_dir, key, filename, logger)  # another process may have built it
             if entry is not None:
@@ -105,6 +110,21 @@ class ExportCache:
                                       or (path / METADATA).exists()):
                     shutil.rmtree(path, ignore_errors=True)
         return removed
+
+    def _writable_root(self, logger: Any) -> Path:
+        """self.root if an export can be written there; else a temporary folder, said once per process."""
+        if self.root in _UNWRITABLE:
+            return _UNWRITABLE[self.root]
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.root):
+                return self.root
+        except OSError as e:
+            stand_in = Path(tempfile.mkdtemp(prefix="vision_factory-uncached-"))
+            _UNWRITABLE[self.root] = stand_in
+            logger.warning(f"the cache folder {self.root} is not writable ({e.strerror}): exporting into "
+                           f"{stand_in} for this run only, nothing is cached")
+            return stand_in
 
     @contextmanager
     def _lock(self, key: str, logger: Any) -> Iterator[None]:
