@@ -15,6 +15,8 @@ CHECKPOINT = ASSETS / "models" / "derived" / "yolov8n_from_int8_onnx.pt"
 IMAGES = ASSETS / "images"
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
+# Tests import ultralytics (the reference) before vision_factory may; loading checkpoints stays restricted.
+os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"
 os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
 
 

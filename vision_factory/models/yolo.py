@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import os
 import shutil
 from importlib import metadata
 from pathlib import Path
@@ -22,6 +23,11 @@ from vision_factory.nms import class_aware_nms
 CHECKPOINT_SUFFIXES = (".pt",)
 PAD_VALUE = 114
 MAX_NMS_CANDIDATES = 30000  # as ultralytics: only the best-scored candidates enter NMS
+
+# A .pt file is a pickle, and unpickling can run code. ultralytics' restricted loading (torch.load with
+# weights_only=True and an allow-list of its model classes) is switched on by this flag, which ultralytics
+# reads once, when it is first imported: so it is set here, before any import of it.
+os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"
 
 
 def weights_problem(model: str) -> str:
@@ -59,15 +65,30 @@ def exporter_fields() -> dict[str, str]:
     return {name: metadata.version(name) for name in ("ultralytics", "torch")}
 
 
-def export_onnx(weights: Path, dst: Path, options: Mapping[str, Any], logger: Any) -> dict[str, str]:
-    """Export a .pt checkpoint to a fixed-size ONNX file at `dst` with ultralytics (no NMS in the graph)."""
+def load_checkpoint(weights: Path, shown_as: Path | None = None) -> Any:
+    """An ultralytics YOLO model from a .pt file, unpickled with restricted loading: a checkpoint that
+    references anything but ultralytics/torch model classes is refused (ConfigError), never executed.
+    Errors name the file as `shown_as` (the user's path when `weights` is a working copy)."""
+    import ultralytics.utils
     from ultralytics import YOLO
 
+    if not ultralytics.utils.SAFE_LOAD:  # fail closed rather than unpickle without the allow-list
+        raise ConfigError("ultralytics was imported before vision_factory could switch on its restricted "
+                          "checkpoint loading: set ULTRALYTICS_SAFE_LOAD=1 in the environment")
+    try:
+        return YOLO(str(weights))
+    except (TypeError, ModuleNotFoundError) as e:  # how ultralytics reports a refused or unreadable checkpoint
+        reason = str(e).splitlines()[0].replace("ERROR ❌️", "").replace(str(weights), "the file").strip()
+        raise ConfigError(f"refused to load '{shown_as or weights}': {reason}") from e
+
+
+def export_onnx(weights: Path, dst: Path, options: Mapping[str, Any], logger: Any) -> dict[str, str]:
+    """Export a .pt checkpoint to a fixed-size ONNX file at `dst` with ultralytics (no NMS in the graph)."""
     # ultralytics writes next to its input: work on a copy so read-only weight folders are fine.
     source = dst.with_name("source" + weights.suffix)
     shutil.copyfile(weights, source)
     try:
-        exported = YOLO(str(source)).export(format="onnx", imgsz=int(options["imgsz"]), dynamic=False,
+        exported = load_checkpoint(source, shown_as=weights).export(format="onnx", imgsz=int(options["imgsz"]), dynamic=False,
                                             simplify=True, nms=False, verbose=False)
         shutil.move(exported, dst)
     finally:
@@ -78,9 +99,8 @@ def export_onnx(weights: Path, dst: Path, options: Mapping[str, Any], logger: An
 def load_torch(weights: Path) -> tuple[Any, dict[str, str]]:
     """The fused detection network, returning the raw head output as the ONNX export does."""
     import torch
-    from ultralytics import YOLO
 
-    network = YOLO(str(weights)).model.fuse(verbose=False)
+    network = load_checkpoint(weights).model.fuse(verbose=False)
 
     class RawHead(torch.nn.Module):
         def __init__(self) -> None:
