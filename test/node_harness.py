@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from diagnostic_msgs.msg import DiagnosticArray
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.serialization import deserialize_message
@@ -19,24 +21,27 @@ from vision_factory.bag_replay import ReplayProbe
 from vision_factory.image_conversion import image_to_bgr
 from vision_factory.workspace import node_command, stop
 
-_DOMAINS = itertools.count(1 + os.getpid() % 50 * 4)
+_DOMAINS = itertools.count(os.getpid() % 25 * 4)
+SAFE_DOMAINS = 101  # ids 1..101: higher ones can collide with ephemeral ports (ROS 2 "About Domain ID")
 
 
 def next_domain() -> int:
-    """A ROS_DOMAIN_ID no other node of this run uses."""
-    return next(_DOMAINS)
+    """A ROS_DOMAIN_ID in the safe range that no other node of this run uses (within 101 tests)."""
+    return 1 + next(_DOMAINS) % SAFE_DOMAINS
 
 
 @contextmanager
-def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path,
+def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path, managed: bool = False,
              **overrides: Any) -> Iterator[tuple[subprocess.Popen, ReplayProbe, Path]]:
-    """The generated yolo_<backend> node running as its own process, once its model is ready, and a
-    probe on the same private ROS domain that hears its outputs and /diagnostics."""
+    """The generated yolo_<backend> node running as its own process, once its model is ready (managed:
+    once its lifecycle services are up), and a probe on the same private ROS domain that hears its
+    outputs and /diagnostics."""
     ws, env = workspace
     domain = next_domain()
     package = f"yolo_{backend}"
     overrides.setdefault("cache_dir", str(tmp_path / "cache"))
-    command = node_command(ws, package, package, overrides, {"image_raw": "/camera/image_raw"})
+    executable = f"{package}_managed" if managed else package
+    command = node_command(ws, package, executable, overrides, {"image_raw": "/camera/image_raw"})
     log = tmp_path / f"{package}-{domain}.log"
     with open(log, "w") as out:
         process = subprocess.Popen(command, env={**env, "ROS_DOMAIN_ID": str(domain)}, stdout=out,
@@ -45,7 +50,12 @@ def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path,
                          f"/{package}/label_info": LabelInfo, "/diagnostics": DiagnosticArray},
                         domain_id=domain, latched=(f"/{package}/label_info",))
     try:
-        ready = probe.wait_for_message(f"/{package}/label_info", 120, alive=lambda: process.poll() is None)
+        if managed:
+            client = probe.node.create_client(GetState, f"/{package}/get_state")
+            ready = client.wait_for_service(timeout_sec=60)
+            probe.node.destroy_client(client)
+        else:
+            ready = probe.wait_for_message(f"/{package}/label_info", 120, alive=lambda: process.poll() is None)
         assert ready, f"node did not come up:\n{log.read_text()}"
         yield process, probe, log
     finally:
@@ -73,6 +83,10 @@ def decoded(message: Any) -> tuple:
 
 
 def _typed(value: Any) -> ParameterValue:
+    if isinstance(value, bool):
+        return ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value)
+    if isinstance(value, int):
+        return ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
     if isinstance(value, float):
         return ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
     return ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
@@ -106,6 +120,17 @@ def get_parameter(probe: ReplayProbe, node: str, name: str) -> Any:
     value = call(probe, GetParameters, f"{node}/get_parameters", GetParameters.Request(names=[name])).values[0]
     return {ParameterType.PARAMETER_STRING: value.string_value,
             ParameterType.PARAMETER_DOUBLE: value.double_value}.get(value.type)
+
+
+def change_state(probe: ReplayProbe, node: str, transition: str) -> bool:
+    """What `ros2 lifecycle set <node> <transition>` does; whether the transition succeeded."""
+    request = ChangeState.Request(transition=Transition(id=getattr(Transition, f"TRANSITION_{transition.upper()}")))
+    return call(probe, ChangeState, f"{node}/change_state", request).success
+
+
+def lifecycle_state(probe: ReplayProbe, node: str) -> str:
+    """What `ros2 lifecycle get <node>` shows: unconfigured, inactive, active or finalized."""
+    return call(probe, GetState, f"{node}/get_state", GetState.Request()).current_state.label
 
 
 def diagnostics_of(probe: ReplayProbe, node: str) -> list[dict]:

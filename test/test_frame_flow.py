@@ -90,7 +90,8 @@ def running_live(last_error: str = "") -> SimpleNamespace:
 ])
 def test_diagnostics_rules(since_input, p99, last_error, level, text) -> None:
     stats = {**FrameStats().snapshot(), "seconds_since_input": since_input, "latency_p99_ms": p99}
-    status = inference_status("yolo_onnx", "onnx", running_live(last_error), stats, dropped=3,
+    live = running_live(last_error)
+    status = inference_status("yolo_onnx", "onnx", live.state, live, stats, dropped=3,
                               no_input_s=5.0, latency_ms=1000.0)
     values = {kv.key: kv.value for kv in status.values}
     assert (status.level, status.message) == (level, text)

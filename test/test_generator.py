@@ -118,7 +118,7 @@ def test_hostile_weights_paths_cannot_inject_code(tmp_path: Path, weights: str) 
     root = write_package(plan, tmp_path)
     tree = ast.parse((root / plan.package / f"{plan.node}.py").read_text())
     assert [type(n).__name__ for n in tree.body] == ["Expr", "ImportFrom", "ImportFrom", "Assign", "ClassDef",
-                                                     "FunctionDef", "If"]
+                                                     "FunctionDef", "FunctionDef", "If"]
     params = yaml.safe_load((root / "config" / "params.yaml").read_text())
     assert params["/**"]["ros__parameters"]["model"] == weights
 
@@ -179,4 +179,5 @@ def test_the_shared_launch_file_declares_its_arguments() -> None:
     tree = ast.parse((Path(__file__).parent.parent / "launch" / "node.launch.py").read_text())
     declared = {node.args[0].value for node in ast.walk(tree)
                 if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument"}
-    assert declared == {"package", "executable", "node_name", "image", "params_file", "namespace", "log_level"}
+    assert declared == {"package", "executable", "node_name", "image", "params_file", "namespace", "log_level",
+                        "managed"}

@@ -139,7 +139,7 @@ def test_diagnostics_levels_follow_the_state(setup) -> None:
     from vision_factory.frame_stats import FrameStats
 
     def status(live):
-        return inference_status("yolo_onnx", "onnx", live, FrameStats().snapshot(), 0, 5.0, 1000.0)
+        return inference_status("yolo_onnx", "onnx", live.state, live, FrameStats().snapshot(), 0, 5.0, 1000.0)
 
     builds, live, notified = setup
     assert (status(live).level, status(live).message) == (DiagnosticStatus.OK, "starting")

@@ -1,7 +1,8 @@
 """The node's diagnostic_msgs status on /diagnostics: what runs, how well, and the last error.
 
 Level rules (also in the README):
-  ERROR  no model session could be built (the node is about to exit)
+  ERROR  no model session could be built (unmanaged, the node is about to exit; managed, configure
+         failed and the node waits unconfigured)
   WARN   the last rebuild failed and the previous session still serves; or, once running, no input
          for more than diagnostics_no_input_s; or p99 latency (received -> published) above
          diagnostics_latency_ms
@@ -20,28 +21,29 @@ TOPIC = "/diagnostics"
 PERIOD_S = 1.0
 
 
-def inference_status(node_name: str, backend: str, live: LiveRunner, stats: Mapping[str, Any],
+def inference_status(node_name: str, backend: str, state: str, live: LiveRunner, stats: Mapping[str, Any],
                      dropped: int, no_input_s: float, latency_ms: float) -> DiagnosticStatus:
-    """The node's one status: its state and active session, rates, latency and the rules above."""
+    """The node's one status: its `state` (the live runner's, or a managed node's lifecycle state) and
+    active session, rates, latency and the rules above."""
     runner = live.current
     warnings = []
-    if live.last_error and live.state != ERROR:
+    if live.last_error and state != ERROR:
         warnings.append("last rebuild failed")
-    if live.state == RUNNING and stats["seconds_since_input"] > no_input_s:
+    if state == RUNNING and stats["seconds_since_input"] > no_input_s:
         warnings.append(f"no input for {stats['seconds_since_input']:.0f} s")
     if stats["latency_p99_ms"] is not None and stats["latency_p99_ms"] > latency_ms:
         warnings.append(f"p99 latency {stats['latency_p99_ms']:.0f} ms over {latency_ms:.0f} ms")
-    message = live.state
+    message = state
     if live.building and runner is not None:
         message += f", rebuilding the session ({live.building})"
-    if live.state == ERROR:
+    if state == ERROR:
         level = DiagnosticStatus.ERROR
     elif warnings:
         level, message = DiagnosticStatus.WARN, f"{message}: {'; '.join(warnings)}"
     else:
         level = DiagnosticStatus.OK
     values = {
-        "state": live.state,
+        "state": state,
         "backend": backend,
         "active": runner.session.active if runner else "",
         "model": runner.manifest.name if runner else "",

@@ -49,6 +49,21 @@ class LiveRunner:
         with self._lock:
             return self._worker is not None
 
+    def wait(self) -> None:
+        """Block until no build is under way or queued."""
+        while True:
+            with self._lock:
+                worker = self._worker
+            if worker is None:
+                return
+            worker.join()
+
+    def release(self) -> None:
+        """Wait for any build, then drop the serving runner: its session and memory go with the last frame
+        that still uses it."""
+        self.wait()
+        self.current, self.state, self.last_error = None, STARTING, ""
+
     def _work(self) -> None:
         while True:
             with self._lock:

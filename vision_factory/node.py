@@ -1,7 +1,13 @@
 """The rclpy node every generated node subclasses: parameters, live runner, subscription, publication.
 
 A generated node only says which model, backend and parameter specs it has; the behaviour lives here,
-once, and is tested here.
+once, and is tested here. The same node runs unmanaged (it loads its model and subscribes at once) or
+managed, as a ROS 2 lifecycle node (the `<node>_managed` executable):
+
+  configure   loads or exports the model; returns once it is ready (FAILURE, with the error, if not)
+  activate    subscribes to the input and publishes results
+  deactivate  unsubscribes; nothing more is published
+  cleanup     frees the model session
 """
 from __future__ import annotations
 
@@ -16,7 +22,9 @@ from typing import Any, Callable, Sequence
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -31,7 +39,7 @@ from vision_factory.errors import ConfigError
 from vision_factory.frame_stats import FrameStats
 from vision_factory.frame_worker import LatestFrameWorker
 from vision_factory.image_conversion import ImageDecodeError, compressed_to_bgr, image_to_bgr
-from vision_factory.live_runner import ERROR, LiveRunner
+from vision_factory.live_runner import ERROR, RUNNING, LiveRunner
 from vision_factory.manifest import load_manifest
 from vision_factory.outputs import OUTPUTS
 from vision_factory.parameters import ParameterSpec
@@ -41,6 +49,8 @@ ERROR_THROTTLE_S = 5.0
 SPIN_PERIOD_S = 0.1  # also the longest a stop signal waits to be noticed
 QOS_POLL_S = 0.5
 RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
+# Diagnostics states of a managed node before configure and between configure and activate.
+UNCONFIGURED, INACTIVE = "unconfigured", "inactive"
 
 
 def input_qos(reliability: str, depth: int = 1) -> QoSProfile:
@@ -54,16 +64,20 @@ def matching_reliability(publishers: Sequence[Any]) -> str:
     return "best_effort" if best_effort else "reliable"
 
 
-class InferenceNode(Node):
+class InferenceNode(LifecycleNodeMixin, Node):
     """Subscribes to image_raw (or image_raw/compressed), runs the model, publishes its output kind.
 
-    The model session is built in the background, at start and whenever a "rebuild" parameter changes;
-    `failure` is set if the first build fails (run_node then exits non-zero).
+    Unmanaged, the model session is built in the background at start, and `failure` is set if that
+    build fails (run_node then exits non-zero). With `managed=True` the lifecycle services are offered
+    and the transitions above load, start, stop and free it. Either way a change to a "rebuild"
+    parameter rebuilds a loaded session in the background.
     """
 
     def __init__(self, node_name: str, model: str, backend: str, parameters: Sequence[ParameterSpec],
-                 **kwargs: Any):
-        super().__init__(node_name, **kwargs)
+                 managed: bool = False, **kwargs: Any):
+        Node.__init__(self, node_name, **kwargs)
+        LifecycleNodeMixin.__init__(self, enable_communication_interface=managed)
+        self.managed = managed
         self._specs = {spec.name: spec for spec in parameters}
         for spec in parameters:
             self.declare_parameter(spec.name, spec.default, spec.descriptor())
@@ -74,6 +88,8 @@ class InferenceNode(Node):
             if problem:
                 raise ConfigError(f"parameter '{name}': {problem}")
         self.failure: str | None = None
+        self._loaded = False  # a session is built or being built (unmanaged: always; managed: configured)
+        self._active = False  # subscribed and publishing
         self._reporting = False  # True while the node itself sets its "report" parameters
         self._announced: Runner | None = None
         self._stats = FrameStats()
@@ -81,7 +97,9 @@ class InferenceNode(Node):
 
         self._output = OUTPUTS[self._manifest.output](self)
         self._diagnostics = self.create_publisher(DiagnosticArray, diagnostics.TOPIC, 10)
-        self.create_timer(diagnostics.PERIOD_S, self._publish_diagnostics)
+        # Its own callback group: diagnostics keep coming while a managed configure blocks on an export.
+        self.create_timer(diagnostics.PERIOD_S, self._publish_diagnostics,
+                          callback_group=MutuallyExclusiveCallbackGroup())
         # The build thread only triggers this guard condition; its consequences run on the executor.
         self._runner_changed = self.create_guard_condition(self._on_runner_changed)
         self._live = LiveRunner(partial(build_runner, self._manifest, backend, logger=self.get_logger()),
@@ -96,8 +114,72 @@ class InferenceNode(Node):
         self._decode: Callable[[Any], Any] = compressed_to_bgr if compressed else image_to_bgr
         self._subscription: Any = None
         self._qos_timer: Any = None
-        self._subscribe()
+        if not managed:
+            self._load()
+            self._start_input()
+
+    # --- the four phases both modes go through -----------------------------------------------------
+
+    def _load(self) -> None:
+        self._loaded = True
         self._live.request(self._values)
+
+    def _start_input(self) -> None:
+        self._active = True
+        self._subscribe()
+
+    def _stop_input(self) -> None:
+        self._active = False
+        if self._qos_timer is not None:
+            self.destroy_timer(self._qos_timer)
+            self._qos_timer = None
+        if self._subscription is not None:
+            self.destroy_subscription(self._subscription)
+            self._subscription = None
+
+    def _unload(self) -> None:
+        self._loaded = False
+        self._announced = None
+        self._live.release()
+
+    # --- lifecycle transitions (managed mode) ------------------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Load or export the model and return once it is ready."""
+        self._load()
+        self._live.wait()
+        if self._live.current is None:
+            self._loaded = False
+            self.get_logger().error(f"configure failed: {self._live.last_error}")
+            return TransitionCallbackReturn.FAILURE
+        self._on_runner_changed()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._start_input()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_input()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._unload()
+        self.get_logger().info("cleaned up: the model session is freed")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_input()
+        self._unload()
+        return TransitionCallbackReturn.SUCCESS
+
+    def state(self) -> str:
+        """What diagnostics report: the session's state, or where a managed node is in its lifecycle."""
+        if self.managed and not self._loaded and self._live.state != ERROR:
+            return UNCONFIGURED
+        if self.managed and self._live.state == RUNNING and not self._active:
+            return INACTIVE
+        return self._live.state
 
     def _subscribe(self) -> None:
         """Subscribe to the input; with input_reliability auto, first wait for a publisher to match."""
@@ -112,6 +194,7 @@ class InferenceNode(Node):
             reliability = matching_reliability(publishers)
             if self._qos_timer is not None:
                 self.destroy_timer(self._qos_timer)
+                self._qos_timer = None
             self.get_logger().info(f"input QoS matched to the publisher on {self._input_topic}: {reliability}")
         self._subscription = self.create_subscription(
             self._input_type, self._input_topic, self._on_image,
@@ -160,7 +243,7 @@ class InferenceNode(Node):
         self._values = {**self._values, **updates}
         if self._live.current is not None:
             self._output.configure(self._values, self._live.current.labels)
-        if any(self._specs[name].applies == "rebuild" for name in changed):
+        if self._loaded and any(self._specs[name].applies == "rebuild" for name in changed):
             self.get_logger().info(f"rebuilding the model session for {', '.join(sorted(changed))}; "
                                    f"frames keep flowing through the current one")
             self._live.request(self._values)
@@ -170,8 +253,8 @@ class InferenceNode(Node):
     def _on_runner_changed(self) -> None:
         runner = self._live.current
         if runner is None:
-            if self._live.state == ERROR and not self._live.busy():
-                self.failure = self._live.last_error
+            if self._live.state == ERROR and not self._live.busy() and not self.managed:
+                self.failure = self._live.last_error  # a managed node reports it from configure instead
             return
         if runner is self._announced:
             return  # a rebuild failed; the live runner logged it and the old session serves
@@ -192,7 +275,8 @@ class InferenceNode(Node):
 
     def _publish_diagnostics(self) -> None:
         status = diagnostics.inference_status(
-            self.get_name(), self._backend.name, self._live, self._stats.snapshot(), self._worker.dropped,
+            self.get_name(), self._backend.name, self.state(), self._live, self._stats.snapshot(),
+            self._worker.dropped,
             self._values["diagnostics_no_input_s"], self._values["diagnostics_latency_ms"])
         header = Header(stamp=self.get_clock().now().to_msg())
         self._diagnostics.publish(diagnostics.diagnostic_array(status, header))
@@ -220,6 +304,8 @@ class InferenceNode(Node):
             started = time.monotonic()
             result = runner.model(image, **runner.frame_options(values))
             inference_s = time.monotonic() - started
+            if not self._active:
+                return  # deactivated while this frame ran
             self._output.publish(result, msg.header, image, values["publish_debug_image"])
         except ImageDecodeError as e:
             self._reject(f"dropped a frame: {e}")
@@ -234,11 +320,12 @@ class InferenceNode(Node):
         self.get_logger().error(reason, throttle_duration_sec=ERROR_THROTTLE_S)
 
 
-def run_node(node_class: Callable[[], InferenceNode], args: list[str] | None = None) -> None:
+def run_node(node_class: Callable[..., InferenceNode], args: list[str] | None = None,
+             managed: bool = False) -> None:
     """Entry point of a generated node: start, spin, exit 0 on SIGINT/SIGTERM.
 
     A failure to start (bad parameter, missing model, unusable backend) prints one readable line and
-    exits 1.
+    exits 1. `managed` runs it as a lifecycle node, which waits unconfigured for a lifecycle manager.
     """
     # Our own SIGINT/SIGTERM handling: rclpy's would shut the context down under the inference thread.
     # Here the loop ends, the inference thread finishes its frame, then the node and context go.
@@ -248,12 +335,12 @@ def run_node(node_class: Callable[[], InferenceNode], args: list[str] | None = N
         signal.signal(signum, lambda *_: stopping.set())
     name = Path(sys.argv[0]).name
     try:
-        node = node_class()
+        node = node_class(managed=managed)
     except Exception as e:  # turn any start failure into one line, not a traceback
         print(f"{name}: cannot start: {e}", file=sys.stderr)
         rclpy.try_shutdown()
         sys.exit(1)
-    executor = SingleThreadedExecutor()
+    executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
     try:
         while not stopping.is_set() and node.failure is None:
