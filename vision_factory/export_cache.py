@@ -168,8 +168,12 @@ class ExportCache:
 
     def _build(self, entry_dir: Path, key: str, fields: Mapping[str, Any], filename: str,
                build: Callable[[Path], Mapping[str, Any]], logger: Any) -> CacheEntry:
+        # Under this key's lock no other live process exports it: any .tmp folder of the key is what an
+        # export killed half-way left behind.
+        for stale in self.root.glob(f".tmp-{key}-*"):
+            logger.info(f"removing {stale.name}, left by an export that did not finish")
+            shutil.rmtree(stale, ignore_errors=True)
         tmp_dir = self.root / f".tmp-{key}-{os.getpid()}"
-        shutil.rmtree(tmp_dir, ignore_errors=True)
         tmp_dir.mkdir(parents=True)
         started = time.monotonic()
         try:
