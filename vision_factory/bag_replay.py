@@ -107,13 +107,13 @@ class ReplayProbe:
             and bool(self.outputs[topic])
 
     def replay(self, topic: str, messages: list[BagMessage], rate: float = 1.0, settle_s: float = 0.5,
-               on_frame: Any = None) -> None:
+               on_frame: Any = None, qos: Any = 10) -> None:
         """Publish `messages` at the recorded rate after giving discovery `settle_s` to match endpoints;
-        `on_frame(index)` runs before each one."""
+        `on_frame(index)` runs before each one. `qos`: the publisher's (reliable, keep last 10 by default)."""
         from sensor_msgs import msg as sensor_msgs
 
         msg_class = getattr(sensor_msgs, IMAGE_TYPES[messages[0].msgtype])
-        publisher = self.node.create_publisher(msg_class, topic, 10)
+        publisher = self.node.create_publisher(msg_class, topic, qos)
         self.spin_until(lambda: publisher.get_subscription_count() > 0, 10.0)
         end = time.monotonic() + settle_s
         self.spin_until(lambda: time.monotonic() > end, settle_s + 1)
