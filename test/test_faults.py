@@ -5,7 +5,6 @@ import shutil
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 from conftest import CHECKPOINT, INT8_ONNX, asset
 from node_harness import diagnostics_of, launched, next_domain, replay_and_collect, set_parameter
