@@ -11,7 +11,7 @@ FRAMES = 300
 def test_a_short_soak_answers_every_frame_once_with_flat_memory(workspace, frames, tmp_path) -> None:
     ws, env = workspace
     log = tmp_path / "node.log"
-    result = soak(ws, env, "onnx", frames, FRAMES, tmp_path / "cache", domain=next_domain(), log=log)
+    result = soak(ws, env, "onnx", frames, FRAMES, tmp_path / "cache", next_domain(), log=log)
     print(table(result))
     assert (result.answered, result.unanswered, result.duplicates) == (FRAMES, 0, 0), log.read_text()[-3000:]
     assert result.growth < MAX_GROWTH, result.rss_mb

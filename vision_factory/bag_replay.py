@@ -42,6 +42,14 @@ def read_images(bag: Path, topic: str | None = None, compressed: bool = False) -
                 for _, stamp, raw in reader.messages(connections=[first])]
 
 
+def decode(messages: list[BagMessage]) -> list[Any]:
+    """The recorded messages as rclpy message objects (sensor_msgs/Image or CompressedImage)."""
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs import msg as sensor_msgs
+
+    return [deserialize_message(m.rawdata, getattr(sensor_msgs, IMAGE_TYPES[m.msgtype])) for m in messages]
+
+
 def publish_recorded(publisher: Any, messages: list[BagMessage], rate: float = 1.0, spin: Any = None,
                      on_frame: Any = None) -> None:
     """Publish `messages` (as their recorded bytes) with the recorded spacing divided by `rate`.

@@ -11,49 +11,30 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from vision_factory.bag_replay import ReplayProbe, read_images
-from vision_factory.workspace import (colcon_build, create_workspace, node_command, source_checkout, stop,
-                                      workspace_env)
+from vision_factory.bag_replay import decode, read_images
+from vision_factory.bench.node_probe import NodeUnderTest
+from vision_factory.workspace import colcon_build, create_workspace, node_command, source_checkout, workspace_env
 
 ASSETS = source_checkout().parent / "shared" / "assets"
-FRAME_PERIOD_S = 0.05
 
 
 def first_detection(ws: Path, env: dict, backend: str, weights: Path, cache_dir: Path, domain: int,
-                    frame) -> dict:
-    """Start the node and time its readiness (label_info) and its first answer."""
-    from sensor_msgs.msg import Image
-    from vision_msgs.msg import Detection2DArray, LabelInfo
+                    frames: list) -> float | None:
+    """Start the node and time its first answer (None if it never came)."""
+    from vision_msgs.msg import Detection2DArray
 
     package = f"yolo_{backend}"
-    topics = {f"/{package}/detections": Detection2DArray, f"/{package}/label_info": LabelInfo}
-    probe = ReplayProbe(topics, domain_id=domain, latched=(f"/{package}/label_info",))
-    publisher = probe.node.create_publisher(Image, "/camera/image_raw", 10)
     command = node_command(ws, package, package, {"model": str(weights), "cache_dir": str(cache_dir)},
                            {"image_raw": "/camera/image_raw"})
-    started = time.monotonic()
-    process = subprocess.Popen(command, env={**env, "ROS_DOMAIN_ID": str(domain)}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    ready = answered = None
+    node = NodeUnderTest(command, env, f"/{package}/detections", Detection2DArray, frames, domain)
     try:
-        while answered is None and time.monotonic() - started < 300 and process.poll() is None:
-            publisher.publish(frame.rawdata)
-            probe.spin(FRAME_PERIOD_S)
-            now = time.monotonic() - started
-            if ready is None and probe.outputs[f"/{package}/label_info"]:
-                ready = now
-            if probe.outputs[f"/{package}/detections"]:
-                answered = now
+        return node.start()
     finally:
-        probe.close()
-        stop(process)
-    return {"ready_s": ready, "first_detection_s": answered}
+        node.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         if not path.exists():
             print(f"bench_cold_start: {path} is missing", file=sys.stderr)
             return 2
-    frame = read_images(bag)[0]
+    frames = decode(read_images(bag)[:1])
     ws = source_checkout() / ".cache" / "bench_ws"
     create_workspace(ws, [("yolo", "onnx"), ("yolo", "openvino")])
     colcon_build(ws)
@@ -81,9 +62,9 @@ def main(argv: list[str] | None = None) -> int:
                 with tempfile.TemporaryDirectory() as cache_dir:
                     for state in ("empty", "warm"):  # the first launch fills the cache the second uses
                         domain += 1
-                        result = first_detection(ws, env, backend, path, Path(cache_dir), domain, frame)
-                        if result["first_detection_s"] is not None:
-                            samples[state].append(result["first_detection_s"])
+                        seconds = first_detection(ws, env, backend, path, Path(cache_dir), domain, frames)
+                        if seconds is not None:
+                            samples[state].append(seconds)
             for state, values in samples.items():
                 rows.append({"backend": backend, "weights": label, "cache": state, "runs": len(values),
                              "median_s": round(statistics.median(values), 2) if values else None,

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from vision_factory.bag_replay import ReplayProbe, read_images
-from vision_factory.workspace import (colcon_build, create_workspace, node_command, source_checkout, stop,
-                                      workspace_env)
+from vision_factory.bag_replay import decode, read_images
+from vision_factory.bench.node_probe import NodeUnderTest, resident_mb
+from vision_factory.workspace import colcon_build, create_workspace, node_command, source_checkout, workspace_env
 
 ASSETS = source_checkout().parent / "shared" / "assets"
 ANSWER_TIMEOUT_S = 10.0
@@ -56,55 +55,34 @@ class SoakResult:
                 and self.exit_code == 0)
 
 
-def resident_mb(pid: int) -> float:
-    """VmRSS of a process, in MiB (Linux /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
-
-
 def soak(ws: Path, env: dict[str, str], backend: str, frames: list[Any], count: int, cache_dir: Path,
-         domain: int | None = None, log: Path | None = None) -> SoakResult:
-    """Run `count` frames through the built yolo_<backend> node of workspace `ws`, one at a time."""
-    from rclpy.serialization import deserialize_message
-    from sensor_msgs.msg import Image
-    from vision_msgs.msg import Detection2DArray, LabelInfo
+         domain: int, log: Path | None = None) -> SoakResult:
+    """Run `count` frames (recorded bag messages, cycled) through the built yolo_<backend> node of
+    workspace `ws`, one at a time."""
+    from vision_msgs.msg import Detection2DArray
 
     package = f"yolo_{backend}"
-    detections, labels = f"/{package}/detections", f"/{package}/label_info"
-    images = [deserialize_message(frame.rawdata, Image) for frame in frames]
     command = node_command(ws, package, package, {"cache_dir": str(cache_dir)}, {"image_raw": "/camera/image_raw"})
-    run_env = {**env, **({"ROS_DOMAIN_ID": str(domain)} if domain is not None else {})}
-    with open(log or Path("/dev/null"), "w") as out:
-        process = subprocess.Popen(command, env=run_env, stdout=out, stderr=subprocess.STDOUT)
-    probe = ReplayProbe({detections: Detection2DArray, labels: LabelInfo}, domain_id=domain, latched=(labels,))
-    publisher = probe.node.create_publisher(Image, "/camera/image_raw", 10)
-    answers = probe.outputs[detections]
-    warmup = max(1, int(count * WARMUP_FRACTION))
-    every = max(1, count // SAMPLES)
+    node = NodeUnderTest(command, env, f"/{package}/detections", Detection2DArray, decode(frames), domain, log)
+    warmup, every = max(1, int(count * WARMUP_FRACTION)), max(1, count // SAMPLES)
     rss: list[tuple[int, float]] = []
     baseline = 0.0
     try:
-        if not probe.wait_for_message(labels, 300, alive=lambda: process.poll() is None):
-            raise RuntimeError(f"the {package} node did not start (exit code {process.poll()})")
-        probe.spin_until(lambda: publisher.get_subscription_count() > 0, 10)
-        for index in range(count):
-            image = images[index % len(images)]
-            image.header.stamp.sec, image.header.stamp.nanosec = 1_000_000 + index // 30, index % 30 * 33_000_000
-            expected = len(answers) + 1
-            publisher.publish(image)
-            probe.spin_until(lambda: len(answers) >= expected, ANSWER_TIMEOUT_S)
-            if index + 1 == warmup:
-                baseline = resident_mb(process.pid)
-            if (index + 1) % every == 0 or index + 1 == count:
-                rss.append((index + 1, resident_mb(process.pid)))
-        probe.spin_until(lambda: False, 0.5)  # a late answer still counts (and would show as a duplicate)
+        if node.start() is None:
+            raise RuntimeError(f"the {package} node did not start; see {log}")
+        first_sent = len(node.sent)
+        for sent in range(1, count + 1):
+            node.lockstep_latencies(1, ANSWER_TIMEOUT_S)
+            if sent == warmup:
+                baseline = resident_mb(node.process.pid)
+            if sent % every == 0 or sent == count:
+                rss.append((sent, resident_mb(node.process.pid)))
+        node.spin_for(0.5)  # a late answer still counts (and would show as a duplicate)
     finally:
-        probe.close()
-        code = stop(process)
-    stamps = [(a.header.stamp.sec, a.header.stamp.nanosec) for a in answers]
-    return SoakResult(backend, count, len(set(stamps)), count - len(set(stamps)), len(stamps) - len(set(stamps)),
+        code = node.close()
+    soaked = set(node.sent[first_sent:])
+    answers = [stamp for stamp, _ in node.arrivals if stamp in soaked]
+    return SoakResult(backend, count, len(set(answers)), count - len(set(answers)), len(answers) - len(set(answers)),
                       round(baseline, 1), round(rss[-1][1], 1), rss, code)
 
 
@@ -144,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path, default=ASSETS / "models" / "yolov8n_int8.onnx")
     parser.add_argument("--bag", type=Path, default=ASSETS / "rosbags" / "mmpose_street_demo_5f")
     parser.add_argument("--out", type=Path, default=source_checkout() / "out")
+    parser.add_argument("--domain", type=int, default=78, help="ROS_DOMAIN_ID of the soaked node")
     args = parser.parse_args(argv)
     for path in (args.weights, args.bag):
         if not path.exists():
@@ -155,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as cache_dir:
         result = soak(ws, workspace_env(ws), args.backend, read_images(args.bag), args.frames, Path(cache_dir),
-                      log=args.out / "soak_node.log")
+                      args.domain, log=args.out / "soak_node.log")
     print(table(result))
     write_outputs(result, args.out)
     print(f"[soak] wrote {args.out / 'soak.png'}, soak.csv and soak.json")

@@ -1,0 +1,280 @@
+"""`vision-factory bench`: how fast, how lean and how quick to start each node is, next to what users run
+today, measured in one run so the ratios are fair.
+
+    vision-factory bench [--quick] [--out out/bench] [--backends onnx,openvino,cuda]
+
+For each YOLO x backend that can run on this machine, and for the baseline (an rclpy node calling
+ultralytics predict per frame, as yolo_ros does), with the same weights and input size:
+  raw inference   the backend session alone on a preprocessed tensor: p50/p90/p99, frames per second
+  end to end      640x480 frames sent one at a time into the node process; frame stamp -> answer
+                  received by another process: p50/p90/p99
+  overhead        end-to-end p50 / raw p50 (1.0 is the physical limit)
+  throughput      answers per second when frames come at increasing rates (latest-frame policy: the
+                  rest are dropped), and the node's CPU use at the highest rate
+  cold start      process start -> first answer, with an empty and with a warm export cache
+  memory          peak resident memory (VmHWM) of the node process
+Writes bench.json, bench.md and bench_latency.png, bench_throughput.png, bench_memory.png into --out and
+prints the table. --quick (CI) runs every code path with a few frames per pair.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vision_factory.bench.node_probe import NodeUnderTest, percentiles_ms
+from vision_factory.workspace import colcon_build, create_workspace, node_command, source_checkout, workspace_env
+
+ASSETS = source_checkout().parent / "shared" / "assets"
+FRAME_WH = (640, 480)
+BASELINE = "ultralytics predict node"
+# Backend -> the module it needs to run here; tensorrt also needs a GPU.
+RUNTIMES = {"onnx": "onnxruntime", "openvino": "openvino", "cuda": "torch", "rocm": "torch", "tensorrt": "tensorrt"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of everything to measure."""
+
+    raw_iterations: int
+    lockstep_frames: int
+    rates_hz: tuple[float, ...]
+    seconds_per_rate: float
+
+    @staticmethod
+    def make(quick: bool) -> "Plan":
+        return Plan(10, 8, (10.0, 40.0), 1.0) if quick else Plan(200, 200, (5.0, 10.0, 20.0, 40.0), 5.0)
+
+
+def bench_frames(bag: Path) -> list[Any]:
+    """The bag's frames as 640x480 bgr8 sensor_msgs/Image."""
+    import cv2
+
+    from vision_factory.bag_replay import decode, read_images
+    from vision_factory.image_conversion import image_to_bgr
+    from vision_factory.messages import bgr8_image
+
+    return [bgr8_image(cv2.resize(image_to_bgr(msg), FRAME_WH, interpolation=cv2.INTER_AREA), msg.header)
+            for msg in decode(read_images(bag))]
+
+
+def runnable_backends(requested: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The requested backends whose runtime is installed, and why each other one is skipped."""
+    runnable, skipped = [], {}
+    for backend in requested:
+        if importlib.util.find_spec(RUNTIMES[backend]) is None:
+            skipped[backend] = f"{RUNTIMES[backend]} is not installed"
+        elif backend == "rocm" and not _torch_has("hip"):
+            skipped[backend] = "this PyTorch is not a ROCm build"
+        else:
+            runnable.append(backend)
+    return runnable, skipped
+
+
+def _torch_has(build: str) -> bool:
+    import torch
+
+    return getattr(torch.version, build, None) is not None
+
+
+def raw_inference(backend: str, weights: Path, env: dict[str, str], image: Path, cache_dir: Path,
+                  plan: Plan) -> dict[str, Any]:
+    """The backend session alone on a preprocessed tensor, measured in a process of its own."""
+    command = [sys.executable, "-m", "vision_factory.bench.raw_session", "--backend", backend, "--weights",
+               str(weights), "--image", str(image), "--iterations", str(plan.raw_iterations),
+               "--cache-dir", str(cache_dir)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"raw inference on {backend} failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def node_figures(node: NodeUnderTest, plan: Plan) -> dict[str, Any]:
+    """Cold start (already timed by the caller), then latency, throughput sweep, CPU and memory."""
+    node.spin_for(2.0)  # answers to the frames sent while waiting for the first one come in first
+    latencies = node.lockstep_latencies(plan.lockstep_frames)
+    sweep = [node.throughput(rate, plan.seconds_per_rate) for rate in plan.rates_hz]
+    return {"e2e": percentiles_ms(latencies), "latencies_ms": [round(s * 1000, 2) for s in latencies],
+            "sweep": sweep, "peak_rss_mb": round(node.peak_rss_mb(), 1)}
+
+
+def measure(name: str, command: list[str], answers_topic: str, env: dict[str, str], frames: list[Any],
+            domain: int, plan: Plan, log_dir: Path, empty_cache_run: bool) -> dict[str, Any]:
+    """Launch the node (twice when `empty_cache_run`: the first fills the cache) and take its figures."""
+    from vision_msgs.msg import Detection2DArray
+
+    figures: dict[str, Any] = {"cold_start_empty_s": None}
+    launches = ["empty", "warm"] if empty_cache_run else ["warm"]
+    for launch in launches:
+        node = NodeUnderTest(command, env, answers_topic, Detection2DArray, frames, domain,
+                             log_dir / f"{name.replace(' ', '_')}-{launch}.log")
+        try:
+            seconds = node.start()
+            if seconds is None:
+                raise RuntimeError(f"{name} never answered; see {node.log}")
+            figures[f"cold_start_{launch}_s"] = round(seconds, 2)
+            if launch == "warm":
+                figures.update(node_figures(node, plan))
+        finally:
+            node.close()
+    return figures
+
+
+def run_benchmark(ws: Path, env: dict[str, str], backends: list[str], weights: Path, frames: list[Any],
+                  plan: Plan, out: Path, domain: int) -> list[dict[str, Any]]:
+    """Every runnable backend's node and the baseline, with `weights` (a .pt checkpoint)."""
+    import cv2
+
+    from vision_factory.image_conversion import image_to_bgr
+
+    image = out / "bench_frame.png"  # the raw figures use the first frame the nodes get
+    cv2.imwrite(str(image), image_to_bgr(frames[0]))
+    rows = []
+    for backend in backends:
+        with tempfile.TemporaryDirectory() as cache:
+            raw = raw_inference(backend, weights, env, image, Path(cache) / "raw", plan)
+            package = f"yolo_{backend}"
+            command = node_command(ws, package, package, {"model": str(weights), "cache_dir": cache},
+                                   {"image_raw": "/camera/image_raw"})
+            node = measure(package, command, f"/{package}/detections", env, frames, domain, plan, out, True)
+        rows.append({"name": package, "backend": backend, "raw": raw, **node})
+    torch_raw = next((r["raw"] for r in rows if r["backend"] == "cuda"), None)
+    if torch_raw is None and importlib.util.find_spec("torch") is not None:
+        with tempfile.TemporaryDirectory() as cache:
+            torch_raw = raw_inference("cuda", weights, env, image, Path(cache), plan)
+    if torch_raw is not None:
+        command = [sys.executable, "-m", "vision_factory.bench.ultralytics_node", "--weights", str(weights),
+                   "--imgsz", "640", "--ros-args", "-r", "image_raw:=/camera/image_raw"]
+        baseline = measure(BASELINE, command, "/ultralytics_predict/detections", env, frames, domain, plan, out,
+                           False)
+        # Its network is the one the cuda backend runs (ultralytics' PyTorch model): the same raw figure.
+        rows.append({"name": BASELINE, "backend": "ultralytics (PyTorch)", "raw": torch_raw, **baseline})
+    for row in rows:
+        raw_p50, e2e_p50 = row["raw"]["p50_ms"], row["e2e"]["p50_ms"]
+        row["overhead"] = round(e2e_p50 / raw_p50, 2) if raw_p50 and e2e_p50 else None
+        row["max_output_hz"] = max(s["output_hz"] for s in row["sweep"])
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    header = ("| node | runs on | raw p50 ms | raw fps | e2e p50 ms | e2e p99 ms | e2e / raw | max answers/s | "
+              "at the top input rate: Hz, dropped, latency p50 ms, CPU % | cold start empty / warm s | peak RSS MiB |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|")
+    lines = [header]
+    for r in rows:
+        top = r["sweep"][-1]
+        cold = f"{r['cold_start_empty_s'] if r['cold_start_empty_s'] is not None else '-'} / {r['cold_start_warm_s']}"
+        lines.append(f"| {r['name']} | {r['raw']['active']} | {r['raw']['p50_ms']} | {r['raw']['fps']} | "
+                     f"{r['e2e']['p50_ms']} | {r['e2e']['p99_ms']} | {r['overhead']} | {r['max_output_hz']} | "
+                     f"{top['input_hz']:g}, {top['dropped']}, {top['latency_p50_ms']}, {top['cpu_percent']} | "
+                     f"{cold} | {r['peak_rss_mb']} |")
+    return "\n".join(lines)
+
+
+def ratios(rows: list[dict[str, Any]]) -> str:
+    """Our nodes against the baseline, from this run."""
+    baseline = next((r for r in rows if r["name"] == BASELINE), None)
+    if baseline is None:
+        return ""
+    lines = []
+    for r in rows:
+        if r is baseline:
+            continue
+        lines.append(f"- {r['name']}: {r['max_output_hz'] / baseline['max_output_hz']:.2f}x the baseline's "
+                     f"throughput, {r['peak_rss_mb'] / baseline['peak_rss_mb']:.0%} of its peak RSS, "
+                     f"e2e p50 {r['e2e']['p50_ms'] / baseline['e2e']['p50_ms']:.2f}x its")
+    return "\n".join(lines)
+
+
+def write_plots(rows: list[dict[str, Any]], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["name"] for r in rows]
+    figure, axes = plt.subplots(figsize=(8, 4))
+    axes.boxplot([r["latencies_ms"] for r in rows], showfliers=True)
+    axes.set_xticks(range(1, len(names) + 1), names, rotation=15)
+    axes.set(ylabel="ms", title="frame stamp -> answer received, 640x480, one frame at a time")
+    figure.tight_layout()
+    figure.savefig(out / "bench_latency.png", dpi=100)
+    plt.close(figure)
+
+    figure, axes = plt.subplots(figsize=(8, 4))
+    for r in rows:
+        axes.plot([s["input_hz"] for s in r["sweep"]], [s["output_hz"] for s in r["sweep"]], marker="o", label=r["name"])
+    rates = [s["input_hz"] for s in rows[0]["sweep"]]
+    axes.plot(rates, rates, color="grey", linestyle=":", label="every frame answered")
+    axes.set(xlabel="input frames/s", ylabel="answers/s", title="throughput (latest-frame policy drops the rest)")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out / "bench_throughput.png", dpi=100)
+    plt.close(figure)
+
+    figure, axes = plt.subplots(figsize=(8, 4))
+    axes.bar(names, [r["peak_rss_mb"] for r in rows])
+    axes.set(ylabel="MiB", title="peak resident memory (VmHWM) of the node process")
+    axes.tick_params(axis="x", rotation=15)
+    figure.tight_layout()
+    figure.savefig(out / "bench_memory.png", dpi=100)
+    plt.close(figure)
+
+
+def write_results(rows: list[dict[str, Any]], skipped: dict[str, str], plan: Plan, out: Path) -> str:
+    """bench.json, bench.md and the plots; returns the Markdown."""
+    machine = f"{platform.processor() or platform.machine()}, {_cpus()} CPUs, Python {platform.python_version()}"
+    markdown = "\n".join([f"Measured {time.strftime('%Y-%m-%d')} on {machine}.", "", table(rows), "", ratios(rows),
+                          *([""] + [f"- {b}: skipped, {why}" for b, why in skipped.items()] if skipped else [])])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps({"machine": machine, "plan": plan.__dict__, "rows": rows,
+                                                "skipped": skipped}, indent=2))
+    (out / "bench.md").write_text(markdown + "\n")
+    write_plots(rows, out)
+    return markdown
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vision-factory bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a few frames per pair (CI)")
+    parser.add_argument("--backends", default="onnx,openvino,cuda,rocm,tensorrt")
+    parser.add_argument("--weights", type=Path, default=ASSETS / "models" / "derived" / "yolov8n_from_int8_onnx.pt",
+                        help="a YOLO .pt checkpoint (the baseline runs it with ultralytics)")
+    parser.add_argument("--bag", type=Path, default=ASSETS / "rosbags" / "mmpose_street_demo_5f")
+    parser.add_argument("--out", type=Path, default=source_checkout() / "out" / "bench")
+    parser.add_argument("--workspace", type=Path, default=source_checkout() / ".cache" / "bench_ws")
+    parser.add_argument("--domain", type=int, default=77, help="ROS_DOMAIN_ID of the measured processes")
+    args = parser.parse_args(argv)
+    for path in (args.weights, args.bag):
+        if not path.exists():
+            print(f"bench: {path} does not exist (pass --weights / --bag)", file=sys.stderr)
+            return 2
+    backends, skipped = runnable_backends([b for b in args.backends.split(",") if b])
+    plan = Plan.make(args.quick)
+    print(f"[bench] building yolo nodes for {', '.join(backends)} in {args.workspace}", file=sys.stderr)
+    create_workspace(args.workspace, [("yolo", b) for b in backends])
+    colcon_build(args.workspace)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = run_benchmark(args.workspace, workspace_env(args.workspace), backends, args.weights.resolve(),
+                         bench_frames(args.bag), plan, args.out, args.domain)
+    print(write_results(rows, skipped, plan, args.out))
+    print(f"[bench] wrote bench.json, bench.md and plots into {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
