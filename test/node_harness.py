@@ -22,6 +22,8 @@ from vision_factory.image_conversion import image_to_bgr
 from vision_factory.workspace import node_command, stop
 
 _DOMAINS = itertools.count(os.getpid() % 25 * 4)
+DISCOVERY_S = 30.0  # a running node publishes diagnostics every second: by then the probe hears it
+READY_S = 120.0  # a first launch may export
 SAFE_DOMAINS = 101  # ids 1..101: higher ones can collide with ephemeral ports (ROS 2 "About Domain ID")
 
 
@@ -46,17 +48,33 @@ def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path, managed
     with open(log, "w") as out:
         process = subprocess.Popen(command, env={**env, "ROS_DOMAIN_ID": str(domain)}, stdout=out,
                                    stderr=subprocess.STDOUT)
-    probe = ReplayProbe({f"/{package}/detections": Detection2DArray, f"/{package}/debug_image": Image,
-                         f"/{package}/label_info": LabelInfo, "/diagnostics": DiagnosticArray},
-                        domain_id=domain, latched=(f"/{package}/label_info",))
-    try:
+
+    def new_probe() -> ReplayProbe:
+        return ReplayProbe({f"/{package}/detections": Detection2DArray, f"/{package}/debug_image": Image,
+                            f"/{package}/label_info": LabelInfo, "/diagnostics": DiagnosticArray},
+                           domain_id=domain, latched=(f"/{package}/label_info",))
+
+    def node_ready(probe: ReplayProbe, timeout_s: float) -> bool:
         if managed:
             client = probe.node.create_client(GetState, f"/{package}/get_state")
-            ready = client.wait_for_service(timeout_sec=60)
+            ready = client.wait_for_service(timeout_sec=timeout_s)
             probe.node.destroy_client(client)
-        else:
-            ready = probe.wait_for_message(f"/{package}/label_info", 120, alive=lambda: process.poll() is None)
-        assert ready, f"node did not come up:\n{log.read_text()}"
+            return ready
+        return probe.wait_for_message(f"/{package}/label_info", timeout_s, alive=lambda: process.poll() is None)
+
+    probe = new_probe()
+    try:
+        ready = node_ready(probe, DISCOVERY_S)
+        if not ready and process.poll() is None and not probe.outputs["/diagnostics"]:
+            # Heard nothing at all, not even the node's 1 Hz diagnostics: discovery between the two Fast
+            # DDS participants failed, which happens now and then with the LARGE_DATA transports. A new
+            # participant connects; a node that runs but never announces itself still fails below.
+            probe.close()
+            probe = new_probe()
+        if not ready:
+            ready = node_ready(probe, READY_S - DISCOVERY_S)
+        heard = len(probe.outputs["/diagnostics"])
+        assert ready, f"node did not come up (the probe heard {heard} diagnostics messages):\n{log.read_text()}"
         yield process, probe, log
     finally:
         probe.close()
