@@ -2,8 +2,8 @@
 
 Every decoder returns a C-contiguous BGR uint8 array of shape (H, W, 3): the layout the models'
 preprocessing expects. An unpadded bgr8 image is returned as a read-only view of the message buffer
-(no copy on the hot path); every other input is converted into a new array. Messages are duck-typed (any object with the fields), so this module never
-imports rclpy and is tested with plain namespaces.
+(no copy on the hot path); every other input is converted into a new array. Messages are duck-typed
+(any object with the fields), so this module never imports rclpy and is tested with plain namespaces.
 """
 from __future__ import annotations
 

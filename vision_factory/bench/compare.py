@@ -211,7 +211,8 @@ def write_plots(rows: list[dict[str, Any]], out: Path) -> None:
 
     figure, axes = plt.subplots(figsize=(8, 4))
     for r in rows:
-        axes.plot([s["input_hz"] for s in r["sweep"]], [s["output_hz"] for s in r["sweep"]], marker="o", label=r["name"])
+        axes.plot([s["input_hz"] for s in r["sweep"]], [s["output_hz"] for s in r["sweep"]], marker="o",
+                  label=r["name"])
     rates = [s["input_hz"] for s in rows[0]["sweep"]]
     axes.plot(rates, rates, color="grey", linestyle=":", label="every frame answered")
     axes.set(xlabel="input frames/s", ylabel="answers/s", title="throughput (latest-frame policy drops the rest)")

@@ -69,12 +69,16 @@ def load_checkpoint(weights: Path, shown_as: Path | None = None) -> Any:
     """An ultralytics YOLO model from a .pt file, unpickled with restricted loading: a checkpoint that
     references anything but ultralytics/torch model classes is refused (ConfigError), never executed.
     Errors name the file as `shown_as` (the user's path when `weights` is a working copy)."""
+    import torch
     import ultralytics.utils
     from ultralytics import YOLO
 
-    if not ultralytics.utils.SAFE_LOAD:  # fail closed rather than unpickle without the allow-list
+    # Fail closed rather than unpickle without the allow-list.
+    if not ultralytics.utils.SAFE_LOAD:
         raise ConfigError("ultralytics was imported before vision_factory could switch on its restricted "
                           "checkpoint loading: set ULTRALYTICS_SAFE_LOAD=1 in the environment")
+    if not hasattr(torch.serialization, "get_unsafe_globals_in_checkpoint"):  # ultralytics' own condition
+        raise ConfigError(f"restricted checkpoint loading needs PyTorch 2.6 or later (this is {torch.__version__})")
     try:
         return YOLO(str(weights))
     except (TypeError, ModuleNotFoundError) as e:  # how ultralytics reports a refused or unreadable checkpoint
@@ -88,8 +92,8 @@ def export_onnx(weights: Path, dst: Path, options: Mapping[str, Any], logger: An
     source = dst.with_name("source" + weights.suffix)
     shutil.copyfile(weights, source)
     try:
-        exported = load_checkpoint(source, shown_as=weights).export(format="onnx", imgsz=int(options["imgsz"]), dynamic=False,
-                                            simplify=True, nms=False, verbose=False)
+        exported = load_checkpoint(source, shown_as=weights).export(
+            format="onnx", imgsz=int(options["imgsz"]), dynamic=False, simplify=True, nms=False, verbose=False)
         shutil.move(exported, dst)
     finally:
         source.unlink(missing_ok=True)
