@@ -34,7 +34,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     from vision_factory.workspace import colcon_build, create_workspace, workspace_env
 
     ws = tmp_path_factory.mktemp("ws")
-    create_workspace(ws, [("yolo", "onnx"), ("yolo", "openvino"), ("yolo", "cuda")], weights=str(INT8_ONNX))
+    create_workspace(ws, [("yolo", "onnx"), ("yolo", "openvino"), ("yolo", "cuda")], weights=str(asset(INT8_ONNX)))
     colcon_build(ws)
     return ws, workspace_env(ws)
 

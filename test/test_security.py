@@ -9,8 +9,7 @@ import pytest
 
 from conftest import CHECKPOINT, asset
 from vision_factory.errors import ConfigError
-from vision_factory.manifest import load_manifest
-from vision_factory.runner import build_runner
+from vision_factory.runner import default_runner
 
 torch = pytest.importorskip("torch", reason="checkpoints are PyTorch files")
 pytest.importorskip("ultralytics", reason="checkpoints are loaded by ultralytics")
@@ -38,18 +37,12 @@ def hostile_checkpoint(tmp_path: Path) -> tuple[Path, Path]:
     return weights, marker
 
 
-def values(model: Path, tmp_path: Path) -> dict:
-    return {"model": str(model), "cache_dir": str(tmp_path / "cache"), "imgsz": 640, "execution_provider": "cpu",
-            "device": "cpu", "precision": "fp32", "confidence_threshold": 0.25, "iou_threshold": 0.7,
-            "classes": "", "max_detections": 300}
-
-
 @pytest.mark.parametrize("backend", ["onnx", "openvino", "cuda"])
 def test_a_checkpoint_that_would_run_code_is_refused(hostile_checkpoint: tuple[Path, Path], tmp_path: Path,
                                                        backend: str) -> None:
     weights, marker = hostile_checkpoint
     with pytest.raises(ConfigError, match="refused to load .*hostile.pt.: the file references types outside"):
-        build_runner(load_manifest("yolo"), backend, values(weights, tmp_path))
+        default_runner("yolo", backend, weights, tmp_path / "cache")
     assert not marker.exists()
 
 
@@ -59,7 +52,7 @@ def test_a_pickle_named_onnx_is_refused_not_unpickled(tmp_path: Path) -> None:
     weights.write_bytes(pickle.dumps(Payload(marker)))
     for backend in ("onnx", "openvino"):
         with pytest.raises(ConfigError, match="is not a readable ONNX model"):
-            build_runner(load_manifest("yolo"), backend, values(weights, tmp_path))
+            default_runner("yolo", backend, weights, tmp_path / "cache")
     assert not marker.exists()
 
 

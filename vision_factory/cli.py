@@ -66,7 +66,7 @@ def _warm(args: argparse.Namespace, cache: ExportCache) -> None:
     from vision_factory.artifacts import prepare_artifact
 
     plan = plan_package(args.model, args.backend, weights=args.weights)
-    values: dict[str, Any] = {spec.name: spec.default for spec in plan.parameters}
+    values: dict[str, Any] = plan.defaults()
     for item in args.param:
         name, _, text = item.partition("=")
         if name not in values:

@@ -14,9 +14,10 @@ import cv2
 
 from vision_factory.bag_replay import ReplayProbe, read_images
 from vision_factory.image_conversion import image_to_bgr
-from vision_factory.workspace import colcon_build, create_workspace, node_command, source_checkout, stop, workspace_env
+from vision_factory.workspace import (colcon_build, create_workspace, node_command, shared_assets, source_checkout,
+                                      stop, workspace_env)
 
-ASSETS = source_checkout().parent / "shared" / "assets"
+ASSETS = shared_assets()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,6 +59,10 @@ class PackagePlan:
     dependencies: tuple[str, ...]
     topics: tuple[tuple[str, str, str], ...]
 
+    def defaults(self) -> dict[str, Any]:
+        """Every parameter's value in a freshly generated node (what its params.yaml holds)."""
+        return {p.name: p.default for p in self.parameters}
+
 
 def plan_package(model: str, backend: str, weights: str | None = None, package: str | None = None) -> PackagePlan:
     """Validate a model x backend pair and derive its package. ConfigError says what is wrong."""

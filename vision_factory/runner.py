@@ -61,3 +61,14 @@ def build_runner(manifest: Manifest, backend_name: str, values: Mapping[str, Any
     # Runtimes allocate and prepack on the first inference (0.3-0.5 s here): pay it now, off the frame path.
     model(np.zeros(WARMUP_IMAGE_HWC, np.uint8))
     return Runner(manifest, backend, artifact, session, model)
+
+
+def default_runner(model: str, backend: str, weights: Path, cache_dir: Path,
+                   logger: Any = logging.getLogger(__name__)) -> Runner:
+    """The runner a freshly generated <model>_<backend> node builds for `weights` (every other parameter
+    at its default), exporting into `cache_dir`."""
+    from vision_factory.generator import plan_package  # the generator owns the merged parameter list
+    from vision_factory.manifest import load_manifest
+
+    values = {**plan_package(model, backend).defaults(), "model": str(weights), "cache_dir": str(cache_dir)}
+    return build_runner(load_manifest(model), backend, values, logger)

@@ -22,6 +22,11 @@ def source_checkout() -> Path:
     return root
 
 
+def shared_assets() -> Path:
+    """../shared/assets beside the checkout: the real weights, images and bag the scripts default to."""
+    return source_checkout().parent / "shared" / "assets"
+
+
 def create_workspace(ws: Path, pairs: Iterable[tuple[str, str]], weights: str | None = None) -> list[str]:
     """Write ws/src with vision_factory and one generated package per (model, backend); their names."""
     src = Path(ws) / "src"

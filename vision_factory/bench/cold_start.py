@@ -17,9 +17,10 @@ from pathlib import Path
 
 from vision_factory.bag_replay import decode, read_images
 from vision_factory.bench.node_probe import NodeUnderTest
-from vision_factory.workspace import colcon_build, create_workspace, node_command, source_checkout, workspace_env
+from vision_factory.workspace import (colcon_build, create_workspace, node_command, shared_assets, source_checkout,
+                                      workspace_env)
 
-ASSETS = source_checkout().parent / "shared" / "assets"
+ASSETS = shared_assets()
 
 
 def first_detection(ws: Path, env: dict, backend: str, weights: Path, cache_dir: Path, domain: int,

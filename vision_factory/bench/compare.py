@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from vision_factory.bench.node_probe import NodeUnderTest, percentiles_ms
-from vision_factory.workspace import colcon_build, create_workspace, node_command, source_checkout, workspace_env
+from vision_factory.workspace import (colcon_build, create_workspace, node_command, shared_assets, source_checkout,
+                                      workspace_env)
 
-ASSETS = source_checkout().parent / "shared" / "assets"
+ASSETS = shared_assets()
 FRAME_WH = (640, 480)
 BASELINE = "ultralytics predict node"
 # Backend -> the module it needs to run here; tensorrt also needs a GPU.

@@ -21,9 +21,10 @@ import cv2
 import numpy as np
 
 from vision_factory.bench.node_probe import percentiles_ms
-from vision_factory.workspace import source_checkout
+from vision_factory.runner import default_runner
+from vision_factory.workspace import shared_assets
 
-ASSETS = source_checkout().parent / "shared" / "assets"
+ASSETS = shared_assets()
 SIZES = {"640x480 bgr8": ((640, 480), "bgr8"), "1920x1080 bgr8": ((1920, 1080), "bgr8"),
          "1920x1080 rgb8": ((1920, 1080), "rgb8")}
 
@@ -73,14 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image", type=Path, default=ASSETS / "images" / "bus.jpg")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args(argv)
-    from vision_factory.generator import plan_package
-    from vision_factory.manifest import load_manifest
-    from vision_factory.runner import build_runner
-
     with tempfile.TemporaryDirectory() as cache:
-        values = {p.name: p.default for p in plan_package("yolo", args.backend).parameters}
-        values.update(model=str(args.weights), cache_dir=cache)
-        runner = build_runner(load_manifest("yolo"), args.backend, values)
+        runner = default_runner("yolo", args.backend, args.weights, Path(cache))
     source = cv2.imread(str(args.image))
     stages = ("decode", "preprocess", "inference", "postprocess", "message", "total")
     print(f"p50 ms per stage, {args.frames} frames, {args.backend} ({runner.session.active}), {args.weights.name}")

@@ -17,16 +17,11 @@ from typing import Any
 import cv2
 
 from vision_factory.bench.node_probe import percentiles_ms
+from vision_factory.runner import default_runner
 
 
 def measure(backend: str, weights: Path, image_path: Path, iterations: int, cache_dir: Path) -> dict[str, Any]:
-    from vision_factory.generator import plan_package
-    from vision_factory.manifest import load_manifest
-    from vision_factory.runner import build_runner
-
-    values = {p.name: p.default for p in plan_package("yolo", backend).parameters}
-    values.update(model=str(weights), cache_dir=str(cache_dir))
-    runner = build_runner(load_manifest("yolo"), backend, values)
+    runner = default_runner("yolo", backend, weights, cache_dir)
     feed = {runner.session.input_name: runner.model.preprocess(cv2.imread(str(image_path)))[0]}
     for _ in range(max(3, iterations // 10)):
         runner.session.run(feed)

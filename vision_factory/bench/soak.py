@@ -21,9 +21,10 @@ from typing import Any
 
 from vision_factory.bag_replay import decode, read_images
 from vision_factory.bench.node_probe import NodeUnderTest, resident_mb
-from vision_factory.workspace import colcon_build, create_workspace, node_command, source_checkout, workspace_env
+from vision_factory.workspace import (colcon_build, create_workspace, node_command, shared_assets, source_checkout,
+                                      workspace_env)
 
-ASSETS = source_checkout().parent / "shared" / "assets"
+ASSETS = shared_assets()
 ANSWER_TIMEOUT_S = 10.0
 WARMUP_FRACTION = 0.1  # frames before the memory baseline: allocators and runtimes settle first
 MAX_GROWTH = 0.05
