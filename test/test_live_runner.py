@@ -35,7 +35,8 @@ class Builds:
         if name == "crash":
             raise RuntimeError("out of memory")
         return SimpleNamespace(name=name, session=SimpleNamespace(active="cpu"),
-                               manifest=SimpleNamespace(name="yolo"), artifact=SimpleNamespace(path=name, exported=False))
+                               manifest=SimpleNamespace(name="yolo"),
+                               artifacts={"model": SimpleNamespace(path=name, exported=False)})
 
     def release(self, name: str) -> None:
         self.gates.setdefault(name, threading.Event()).set()

@@ -99,7 +99,7 @@ def test_sigterm_exits_cleanly(workspace, tmp_path) -> None:
 @pytest.mark.parametrize("model, message", [
     ("/nonexistent/yolo.onnx", "model file '/nonexistent/yolo.onnx' does not exist"),
     ("garbage.onnx", "garbage.onnx' is not a readable ONNX model"),
-    ("notes.txt", "notes.txt' is neither an ONNX file (.onnx) nor a checkpoint (.pt)"),
+    ("notes.txt", "notes.txt' is not an ONNX file (.onnx) or a checkpoint (.pt)"),
 ])
 def test_an_unusable_model_exits_non_zero_with_one_line(workspace, tmp_path, model, message) -> None:
     ws, env = workspace

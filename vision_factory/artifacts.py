@@ -45,8 +45,8 @@ def prepare_artifact(model: ModuleType, model_name: str, backend: Backend, weigh
     """The artifact of `weights` for `backend`, from the cache or exported now (`on_export()` first)."""
     is_onnx = weights.suffix == ".onnx"
     if not is_onnx and weights.suffix not in model.CHECKPOINT_SUFFIXES:
-        raise ConfigError(f"'{weights}' is neither an ONNX file (.onnx) nor a checkpoint "
-                          f"({', '.join(model.CHECKPOINT_SUFFIXES)})")
+        checkpoints = f" or a checkpoint ({', '.join(model.CHECKPOINT_SUFFIXES)})" if model.CHECKPOINT_SUFFIXES else ""
+        raise ConfigError(f"'{weights}' is not an ONNX file (.onnx){checkpoints}")
     if backend.source == "checkpoint":
         if weights.suffix not in model.CHECKPOINT_SUFFIXES:
             raise ConfigError(f"the {backend.name} backend runs PyTorch checkpoints "

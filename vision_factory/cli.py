@@ -38,8 +38,10 @@ def _list() -> None:
 
 def _generate(args: argparse.Namespace) -> None:
     plan = plan_package(args.model, args.backend, weights=args.weights, package=args.package)
-    root = write_package(plan, Path(args.out))
+    root, *interfaces = write_package(plan, Path(args.out))
     print(f"wrote {root} (node {plan.node}); build it with `colcon build` in the workspace")
+    for folder in interfaces:
+        print(f"wrote {folder}: the message package the node publishes; colcon builds it first")
 
 
 def _cache(args: argparse.Namespace) -> None:
@@ -63,7 +65,7 @@ def _cache(args: argparse.Namespace) -> None:
 
 def _warm(args: argparse.Namespace, cache: ExportCache) -> None:
     """Export exactly what a node with these parameters would load, without opening a session."""
-    from vision_factory.artifacts import prepare_artifact
+    from vision_factory.runner import prepare_artifacts
 
     plan = plan_package(args.model, args.backend, weights=args.weights)
     values: dict[str, Any] = plan.defaults()
@@ -77,12 +79,10 @@ def _warm(args: argparse.Namespace, cache: ExportCache) -> None:
         if problem:
             raise ConfigError(f"parameter '{spec.name}': {problem}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    model = plan.manifest.load_module()
-    weights = model.resolve_weights(values["model"], cache.root / "weights")
-    options = {p.name: values[p.name] for p in plan.manifest.parameters if p.applies != "frame"}
-    artifact = prepare_artifact(model, plan.manifest.name, plan.backend, Path(weights), options,
-                                plan.backend.options(values), cache, logging.getLogger("vision-factory"))
-    print(f"{'exported' if artifact.exported else 'already cached'}: {artifact.path}")
+    values["cache_dir"] = str(cache.root)
+    artifacts = prepare_artifacts(plan.manifest, plan.backend, values, logging.getLogger("vision-factory"))
+    for role, artifact in artifacts.items():
+        print(f"{role}: {'exported' if artifact.exported else 'already cached'}: {artifact.path}")
 
 
 def main(argv: list[str] | None = None) -> None:

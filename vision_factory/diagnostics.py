@@ -47,14 +47,24 @@ def inference_status(node_name: str, backend: str, state: str, live: LiveRunner,
         "backend": backend,
         "active": runner.session.active if runner else "",
         "model": runner.manifest.name if runner else "",
-        "weights": str(runner.artifact.path) if runner else "",
-        "exported_this_launch": str(runner.artifact.exported) if runner else "",
+        **weights_values(runner),
         "dropped_frames": str(dropped),
         **{key: "" if value is None else str(value) for key, value in stats.items()},
         "last_error": live.last_error,
     }
     return DiagnosticStatus(level=level, name=f"{node_name}: inference", message=message,
                             hardware_id=backend, values=[KeyValue(key=k, value=v) for k, v in values.items()])
+
+
+def weights_values(runner: Any) -> dict[str, str]:
+    """Which file each set of weights runs from ("weights" for the model parameter's, "<parameter>
+    weights" for others) and whether this launch exported any of them."""
+    if runner is None:
+        return {"weights": "", "exported_this_launch": ""}
+    values = {"weights" if role == "model" else f"{role} weights": str(artifact.path)
+              for role, artifact in runner.artifacts.items()}
+    values["exported_this_launch"] = str(any(artifact.exported for artifact in runner.artifacts.values()))
+    return values
 
 
 def diagnostic_array(status: DiagnosticStatus, header: Header) -> DiagnosticArray:

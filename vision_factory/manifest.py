@@ -1,7 +1,8 @@
 """Model manifests: one YAML file per model family, parsed strictly.
 
 A manifest says which Python module implements the model, what it publishes, which backends it
-supports and which parameters it adds. Unknown keys, wrong types and unknown backends or outputs are
+supports, which runtime its cuda / rocm backends use, which weights it loads besides `model` (each
+one a parameter, e.g. a pose model's person detector) and which parameters it adds. Unknown keys, wrong types and unknown backends or outputs are
 rejected with an error naming the manifest and the field.
 """
 from __future__ import annotations
@@ -16,18 +17,34 @@ from typing import Any
 
 import yaml
 
-from vision_factory.backends import BACKENDS
+from vision_factory.backends import BACKENDS, GPU_RUNTIMES, Backend, all_backend_parameters, get_backend
 from vision_factory.errors import ConfigError
 from vision_factory.parameters import COMMON_PARAMETERS, ParameterSpec
 
 # Output kinds a model can declare; each maps to a publisher in vision_factory.outputs.
-OUTPUTS = ("detections",)
+OUTPUTS = ("detections", "poses")
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 _KEYS = {"name": str, "summary": str, "module": str, "output": str, "backends": list,
          "default_weights": str, "parameters": dict}
+_OPTIONAL_KEYS = {"gpu_runtime": (str, "pytorch"), "weights": (dict, {})}
 # Text rendered into comments, docstrings and XML: one line, no markup or quote runs.
 _UNSAFE_TEXT = re.compile(r'[\n\r\0<>&]|"""|\'\'\'')
 _PARAMETER_KEYS = {"type", "default", "description", "range", "step", "choices", "applies"}
+_WEIGHTS_KEYS = {"default", "description", "module"}
+MODULE_PATH = re.compile(r"^[A-Za-z_][\w.]*$")
+
+
+@dataclass(frozen=True)
+class Weights:
+    """One set of weights a model loads: the string parameter that names it, its default and the module
+    that resolves and exports it (the contract in vision_factory.models)."""
+
+    parameter: str
+    default: str
+    module: str
+
+    def load_module(self) -> ModuleType:
+        return importlib.import_module(self.module)
 
 
 @dataclass(frozen=True)
@@ -42,10 +59,21 @@ class Manifest:
     default_weights: str
     parameters: tuple[ParameterSpec, ...]
     source: str
+    gpu_runtime: str = "pytorch"
+    extra_weights: tuple[Weights, ...] = ()
 
     def load_module(self) -> ModuleType:
         """The model module (pure preprocess / postprocess, exporters)."""
         return importlib.import_module(self.module)
+
+    @property
+    def weights(self) -> tuple[Weights, ...]:
+        """Every set of weights the model loads, the `model` parameter's first."""
+        return (Weights("model", self.default_weights, self.module),) + self.extra_weights
+
+    def backend(self, name: str) -> Backend:
+        """The backend row this model runs as `name` (cuda / rocm depend on gpu_runtime)."""
+        return get_backend(name, self.gpu_runtime)
 
 
 def parse_manifest(text: str, source: str) -> Manifest:
@@ -56,16 +84,21 @@ def parse_manifest(text: str, source: str) -> Manifest:
         raise ConfigError(f"{source}: not valid YAML: {e}") from e
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a manifest is a mapping of {', '.join(_KEYS)}")
+    allowed = ", ".join([*_KEYS, *_OPTIONAL_KEYS])
 
     def fail(field: str, problem: str) -> ConfigError:
         return ConfigError(f"{source}: field '{field}': {problem}")
 
-    unknown = sorted(set(data) - set(_KEYS))
+    unknown = sorted(set(data) - set(_KEYS) - set(_OPTIONAL_KEYS))
     if unknown:
-        raise fail(unknown[0], f"unknown key (allowed: {', '.join(_KEYS)})")
-    for key, expected in _KEYS.items():
+        raise fail(unknown[0], f"unknown key (allowed: {allowed})")
+    for key in _KEYS:
         if key not in data:
             raise fail(key, "missing")
+    for key, (_, default) in _OPTIONAL_KEYS.items():
+        data.setdefault(key, default)
+    types = {**_KEYS, **{key: kind for key, (kind, _) in _OPTIONAL_KEYS.items()}}
+    for key, expected in types.items():
         if not isinstance(data[key], expected):
             raise fail(key, f"expected a {expected.__name__}, got {type(data[key]).__name__}")
     for text_field in ("summary", "default_weights"):
@@ -73,21 +106,39 @@ def parse_manifest(text: str, source: str) -> Manifest:
             raise fail(text_field, "must be one line of plain text")
     if not IDENTIFIER.match(data["name"]):
         raise fail("name", f"'{data['name']}' is not a lower-case identifier")
-    if not re.match(r"^[A-Za-z_][\w.]*$", data["module"]):
+    if not MODULE_PATH.match(data["module"]):
         raise fail("module", f"'{data['module']}' is not a Python module path")
     if data["output"] not in OUTPUTS:
         raise fail("output", f"'{data['output']}' is not one of: {', '.join(OUTPUTS)}")
     for backend in data["backends"]:
         if backend not in BACKENDS:
             raise fail("backends", f"unknown backend '{backend}' (known: {', '.join(BACKENDS)})")
-    taken = {p.name for p in COMMON_PARAMETERS} | {p.name for b in BACKENDS.values() for p in b.parameters}
-    parameters = []
+    if data["gpu_runtime"] not in GPU_RUNTIMES:
+        raise fail("gpu_runtime", f"'{data['gpu_runtime']}' is not one of: {', '.join(GPU_RUNTIMES)}")
+    taken = {p.name for p in COMMON_PARAMETERS} | all_backend_parameters()
+    parameters, extra_weights = [], []
+    for name, spec in data["weights"].items():
+        field = f"weights.{name}"
+        if not isinstance(name, str) or not IDENTIFIER.match(name) or name in taken:
+            raise fail(field, "a weights parameter is a lower-case identifier no node or backend declares")
+        if not isinstance(spec, dict) or set(spec) != _WEIGHTS_KEYS:
+            raise fail(field, f"expected a mapping of exactly {', '.join(sorted(_WEIGHTS_KEYS))}")
+        if not all(isinstance(spec[key], str) for key in _WEIGHTS_KEYS):
+            raise fail(field, "default, description and module are strings")
+        if _UNSAFE_TEXT.search(spec["default"]) or not spec["description"] or _UNSAFE_TEXT.search(spec["description"]):
+            raise fail(field, "default and description must be one line of plain text")
+        if not MODULE_PATH.match(spec["module"]):
+            raise fail(f"{field}.module", f"'{spec['module']}' is not a Python module path")
+        extra_weights.append(Weights(name, spec["default"], spec["module"]))
+        # A weights file is a parameter like any other: live, and a change rebuilds the sessions.
+        parameters.append(ParameterSpec(name, "string", spec["default"], spec["description"], applies="rebuild"))
+        taken.add(name)
     for name, spec in data["parameters"].items():
         field = f"parameters.{name}"
         if not isinstance(name, str) or not IDENTIFIER.match(name):
             raise fail(field, "a parameter name is a lower-case identifier")
         if name in taken:
-            raise fail(field, "already declared by every node or by a backend")
+            raise fail(field, "already declared by every node, by a backend or as weights")
         if not isinstance(spec, dict):
             raise fail(field, "expected a mapping")
         extra = sorted(set(spec) - _PARAMETER_KEYS)
@@ -105,7 +156,8 @@ def parse_manifest(text: str, source: str) -> Manifest:
             raise fail(f"{field}.description", "must be one line of plain text")
     return Manifest(name=data["name"], summary=data["summary"], module=data["module"], output=data["output"],
                     backends=tuple(data["backends"]), default_weights=data["default_weights"],
-                    parameters=tuple(parameters), source=source)
+                    parameters=tuple(parameters), source=source, gpu_runtime=data["gpu_runtime"],
+                    extra_weights=tuple(extra_weights))
 
 
 def _manifest_files() -> dict[str, Any]:

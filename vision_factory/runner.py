@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from vision_factory.artifacts import Artifact, prepare_artifact
-from vision_factory.backends import Backend, get_backend
+from vision_factory.backends import Backend
 from vision_factory.export_cache import ExportCache
 from vision_factory.manifest import Manifest
 
@@ -19,48 +19,76 @@ WARMUP_IMAGE_HWC = (480, 640, 3)
 
 @dataclass
 class Runner:
-    """A model bound to a backend session. Call it with a BGR image and the frame options."""
+    """A model bound to its backend sessions (one per set of weights the manifest names, the `model`
+    parameter's first). Call `model` with a BGR image and the frame options."""
 
     manifest: Manifest
     backend: Backend
-    artifact: Artifact
-    session: Any
+    artifacts: dict[str, Artifact]
+    sessions: dict[str, Any]
     model: Any
 
     @property
-    def labels(self) -> tuple[str, ...]:
-        return self.model.labels
+    def session(self) -> Any:
+        """The session of the `model` weights: what the node reports as running."""
+        return self.sessions["model"]
+
+    @property
+    def artifact(self) -> Artifact:
+        """The artifact of the `model` weights."""
+        return self.artifacts["model"]
 
     def frame_options(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """The manifest parameters the model reads every frame, taken from `values`."""
         return {p.name: values[p.name] for p in self.manifest.parameters if p.applies == "frame"}
 
 
+def model_options(manifest: Manifest, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest parameters that shape an export or a session (not read per frame, not weights)."""
+    weights = {w.parameter for w in manifest.weights}
+    return {p.name: values[p.name] for p in manifest.parameters if p.applies != "frame" and p.name not in weights}
+
+
+def prepare_artifacts(manifest: Manifest, backend: Backend, values: Mapping[str, Any], logger: Any,
+                      on_export: Callable[[], None] | None = None) -> dict[str, Artifact]:
+    """Per weights parameter of the manifest: resolve the weights it names, then load or export the
+    backend's artifact of them through the cache."""
+    cache = ExportCache(values.get("cache_dir") or None)
+    artifacts = {}
+    for weights in manifest.weights:
+        module = weights.load_module()
+        path = module.resolve_weights(values.get(weights.parameter) or weights.default, cache.root / "weights")
+        # The cache key names the model, and which of its weights when it has several.
+        name = manifest.name if weights.parameter == "model" else f"{manifest.name}.{weights.parameter}"
+        artifacts[weights.parameter] = prepare_artifact(
+            module, name, backend, Path(path), model_options(manifest, values), backend.options(values), cache,
+            logger, on_export)
+    return artifacts
+
+
 def build_runner(manifest: Manifest, backend_name: str, values: Mapping[str, Any],
                  logger: Any = logging.getLogger(__name__), on_export: Callable[[], None] | None = None) -> Runner:
-    """Resolve the weights, export or load the backend's artifact, open the session and build the model.
+    """Resolve the weights, export or load the backend's artifacts, open the sessions and build the model.
 
     `values` holds every parameter the node declared (common, backend and manifest ones); `on_export()`
     is called if an export into the cache starts.
     """
-    backend = get_backend(backend_name)
-    model_module = manifest.load_module()
-    cache = ExportCache(values.get("cache_dir") or None)
-    weights = model_module.resolve_weights(values.get("model") or manifest.default_weights,
-                                           cache.root / "weights")
-    options = {p.name: values[p.name] for p in manifest.parameters if p.applies != "frame"}
-    backend_options = backend.options(values)
-    artifact = prepare_artifact(model_module, manifest.name, backend, Path(weights), options, backend_options,
-                                cache, logger, on_export)
-    session_class = backend.session_class()
-    if artifact.module is not None:
-        session = session_class(artifact.path, artifact.module, backend_options, backend.expect_rocm, logger)
-    else:
-        session = session_class(artifact.path, backend_options, logger)
-    model = model_module.Model(session, artifact.metadata, options, logger)
+    backend = manifest.backend(backend_name)
+    artifacts = prepare_artifacts(manifest, backend, values, logger, on_export)
+    session_class, backend_options = backend.session_class(), backend.options(values)
+    sessions = {}
+    for role, artifact in artifacts.items():
+        if artifact.module is not None:
+            sessions[role] = session_class(artifact.path, artifact.module, backend_options, backend.expect_rocm,
+                                           logger)
+        else:
+            sessions[role] = session_class(artifact.path, backend_options, logger)
+    model = manifest.load_module().build_model(
+        sessions, {role: artifact.metadata for role, artifact in artifacts.items()},
+        model_options(manifest, values), logger)
     # Runtimes allocate and prepack on the first inference (0.3-0.5 s here): pay it now, off the frame path.
     model(np.zeros(WARMUP_IMAGE_HWC, np.uint8))
-    return Runner(manifest, backend, artifact, session, model)
+    return Runner(manifest, backend, artifacts, sessions, model)
 
 
 def default_runner(model: str, backend: str, weights: Path, cache_dir: Path,

@@ -1,6 +1,9 @@
 """The registry of backends: the one place that knows each backend's runtime, artifact and parameters.
 
 Everything else looks a backend up here by name; cuda and rocm are two rows of one implementation.
+What the cuda and rocm backends run depends on the model: PyTorch on the model's checkpoint (BACKENDS),
+or, for models whose weights are ONNX files (a manifest's `gpu_runtime: onnxruntime`), ONNX Runtime's
+CUDA / ROCm execution providers (ONNXRUNTIME_GPU_BACKENDS).
 """
 from __future__ import annotations
 
@@ -133,9 +136,45 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
 )}
 
 
-def get_backend(name: str) -> Backend:
-    """The backend called `name`; ConfigError listing the known ones otherwise."""
+
+
+def _onnxruntime_gpu(name: str, provider: str, gpu: str, requirements: str, package: str) -> Backend:
+    return Backend(
+        name=name, summary=f"ONNX Runtime's {provider} execution provider on an {gpu} GPU (CPU fallback with "
+                           f"a warning)",
+        module="vision_factory.backends.onnxruntime_session", session="OnnxRuntimeSession",
+        source="onnx", artifact_filename="model.onnx", requirements=requirements, pip_packages=(package,),
+        parameters=(
+            ParameterSpec("execution_provider", "string", f"{name},cpu", "Ordered execution providers; "
+                          "unavailable ones are skipped with a warning (so cpu is the fallback).",
+                          applies="rebuild"),
+            ParameterSpec("device", "string", "0", _DEVICE_INDEX, applies="rebuild"),
+            ParameterSpec("active_execution_provider", "string", "", "The execution providers ONNX Runtime "
+                          "really runs, in order.", applies="report"),
+        ))
+
+
+# cuda and rocm for models whose manifest says `gpu_runtime: onnxruntime`.
+ONNXRUNTIME_GPU_BACKENDS: dict[str, Backend] = {
+    "cuda": _onnxruntime_gpu("cuda", "CUDA", "NVIDIA", "onnx-cuda.txt", "onnxruntime-gpu"),
+    "rocm": _onnxruntime_gpu("rocm", "ROCm", "AMD", "onnx-rocm.txt", "onnxruntime-rocm"),
+}
+# What a manifest's gpu_runtime can name: the runtime of its cuda and rocm backends.
+GPU_RUNTIMES = ("pytorch", "onnxruntime")
+
+
+def get_backend(name: str, gpu_runtime: str = "pytorch") -> Backend:
+    """The backend called `name` for a model whose cuda / rocm backends run `gpu_runtime`; ConfigError
+    listing the known ones otherwise."""
+    if gpu_runtime == "onnxruntime" and name in ONNXRUNTIME_GPU_BACKENDS:
+        return ONNXRUNTIME_GPU_BACKENDS[name]
     try:
         return BACKENDS[name]
     except KeyError:
         raise ConfigError(f"unknown backend '{name}' (known: {', '.join(BACKENDS)})") from None
+
+
+def all_backend_parameters() -> set[str]:
+    """Names of every parameter any backend declares (a model's own parameters must not reuse them)."""
+    rows = [*BACKENDS.values(), *ONNXRUNTIME_GPU_BACKENDS.values()]
+    return {p.name for row in rows for p in row.parameters}

@@ -1,15 +1,19 @@
-"""Model families. Each module implements the same small contract, used by runner and artifacts:
+"""Model families. A manifest names a model module and, per set of weights it loads, a weights module
+(the model module itself for the `model` weights). A weights module implements, for runner and artifacts:
 
-  CHECKPOINT_SUFFIXES            weight suffixes the PyTorch backends load
+  CHECKPOINT_SUFFIXES            weight suffixes that are exported to ONNX (or loaded by PyTorch backends)
   weights_problem(model) -> str  '' if `model` is a file or a downloadable name, else why not
   resolve_weights(model, dir)    a weights path, or a name the model's library downloads into dir
   export_onnx(weights, dst, options, logger) -> dict   writes dst; returns exporter versions
   exporter_fields() -> dict      versions an export depends on (part of its cache key)
   load_torch(weights) -> (nn.Module, metadata)         forward returns the ONNX export's raw outputs
-  Model(session, metadata, options, logger)            __call__(image_bgr, **frame_options) -> result
-                                                       (frame_options have defaults: the runner warms
-                                                       a new session up with a blank image)
-      .labels, .option_problem(name, value) -> ''|reason
+                                                       (only for models whose cuda / rocm run PyTorch)
+The model module also implements
 
-`options` are the manifest's read-only parameters; `frame_options` the others, read every frame.
+  build_model(sessions, metadata, options, logger)     sessions and metadata keyed by weights parameter
+      -> model: __call__(image_bgr, **frame_options) -> result
+                (frame_options have defaults: the runner warms a new model up with a blank image)
+                .labels, .option_problem(name, value) -> ''|reason
+
+`options` are the manifest's parameters that are not read per frame; `frame_options` the others.
 """

@@ -217,4 +217,7 @@ class YoloDetector:
         return self._classes
 
 
-Model = YoloDetector
+def build_model(sessions: Mapping[str, Session], metadata: Mapping[str, Mapping[str, str]],
+                options: Mapping[str, Any], logger: Any = logging.getLogger(__name__)) -> YoloDetector:
+    """The detector on the session of the `model` weights (the only weights YOLO has)."""
+    return YoloDetector(sessions["model"], metadata["model"], options, logger)
