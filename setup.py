@@ -12,7 +12,8 @@ setup(
     # vision_factory.templates, so the generator finds it through importlib.resources wherever installed.
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]) + [f"{PACKAGE}.templates"],
     package_dir={f"{PACKAGE}.templates": "templates"},
-    package_data={PACKAGE: ["manifests/*.yaml"], f"{PACKAGE}.templates": ["*.j2"]},
+    package_data={PACKAGE: ["manifests/*.yaml"],
+                  f"{PACKAGE}.templates": ["*.j2", "vision_factory_msgs/*.*", "vision_factory_msgs/msg/*.msg"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

@@ -61,6 +61,17 @@ def test_the_valid_fixture_parses() -> None:
     (dict(parameters={"t": {"type": "double", "default": 0.5}}), "field 'parameters.t.description'"),
     (dict(parameters={"t": {"type": "string", "default": "", "description": "a\nb"}}),
      "field 'parameters.t.description': must be one line"),
+    (dict(gpu_runtime="tensorflow"), "field 'gpu_runtime': 'tensorflow' is not one of: pytorch, onnxruntime"),
+    (dict(weights={"model": {"default": "a.onnx", "description": "x", "module": "m"}}),
+     "field 'weights.model': a weights parameter is a lower-case identifier no node or backend declares"),
+    (dict(weights={"detector": {"default": "a.onnx", "description": "x"}}),
+     "field 'weights.detector': expected a mapping of exactly default, description, module"),
+    (dict(weights={"detector": {"default": "a.onnx", "description": "x", "module": "os; import sys"}}),
+     "field 'weights.detector.module'"),
+    (dict(weights={"detector": {"default": "a\nb", "description": "x", "module": "m"}}),
+     "field 'weights.detector': default and description must be one line"),
+    (dict(weights={"threshold": {"default": "a.onnx", "description": "x", "module": "m"}}),
+     "field 'parameters.threshold': already declared by every node, by a backend or as weights"),
 ])
 def test_bad_manifests_are_refused_naming_the_field(changes: dict, message: str) -> None:
     with pytest.raises(ConfigError) as error:
@@ -68,24 +79,38 @@ def test_bad_manifests_are_refused_naming_the_field(changes: dict, message: str)
     assert str(error.value).startswith("toy.yaml: ") and message in str(error.value)
 
 
+def test_extra_weights_become_live_parameters_and_gpu_runtime_picks_cuda() -> None:
+    manifest = parse_manifest(manifest_text(
+        gpu_runtime="onnxruntime", backends=["onnx", "cuda"],
+        weights={"detector": {"default": "d.onnx", "description": "The detector.", "module": "m.d"}}), "toy.yaml")
+    assert [(w.parameter, w.default, w.module) for w in manifest.weights] == [
+        ("model", "toy.onnx", "vision_factory.models.yolo"), ("detector", "d.onnx", "m.d")]
+    detector = manifest.parameters[0]
+    assert (detector.name, detector.type, detector.default, detector.applies) == ("detector", "string", "d.onnx",
+                                                                                  "rebuild")
+    assert manifest.backend("cuda").session == "OnnxRuntimeSession"
+    assert parse_manifest(manifest_text(), "toy.yaml").backend("cuda").session == "TorchSession"
+
+
 def test_shipped_manifests_load() -> None:
     assert load_manifest("yolo").module == "vision_factory.models.yolo"
-    with pytest.raises(ConfigError, match="unknown model 'yolo9000' \\(known: yolo"):
+    assert load_manifest("rtmpose").output == "poses"
+    with pytest.raises(ConfigError, match="unknown model 'yolo9000' \\(known: rtmpose, yolo"):
         load_manifest("yolo9000")
 
 
 @pytest.mark.parametrize("model, backend", PAIRS)
 def test_every_supported_pair_renders_and_its_node_module_imports(tmp_path: Path, model: str, backend: str) -> None:
     plan = plan_package(model, backend, weights="/weights/w.onnx")
-    root = write_package(plan, tmp_path)
+    root, *interfaces = write_package(plan, tmp_path)
     node_file = root / plan.package / f"{plan.node}.py"
     spec = importlib.util.spec_from_file_location(f"generated_{plan.node}", node_file)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     names = [p.name for p in module.PARAMETERS]
     assert len(names) == len(set(names))
-    assert {"model", "confidence_threshold", "input_reliability"} <= set(names)
-    assert {p.name for p in BACKENDS[backend].parameters} <= set(names)
+    assert {"model", "input_reliability"} | {p.name for p in plan.manifest.parameters} <= set(names)
+    assert {p.name for p in plan.backend.parameters} <= set(names)
     assert module.PARAMETERS[0].default == "/weights/w.onnx"
     assert callable(module.main) and module.__doc__.startswith(plan.node)
     ast.parse((root / "setup.py").read_text())
@@ -98,6 +123,13 @@ def test_every_supported_pair_renders_and_its_node_module_imports(tmp_path: Path
     assert f"<name>{plan.package}</name>" in package_xml and "<exec_depend>vision_msgs</exec_depend>" in package_xml
     assert "<build_type>ament_python</build_type>" in package_xml
     assert (root / "resource" / plan.package).exists()
+    # A pose package needs the project's message package: it is written beside it.
+    needs_messages = "<exec_depend>vision_factory_msgs</exec_depend>" in package_xml
+    assert needs_messages == (plan.manifest.output == "poses")
+    assert interfaces == ([tmp_path / "vision_factory_msgs"] if needs_messages else [])
+    if needs_messages:
+        assert {p.name for p in (interfaces[0] / "msg").iterdir()} == {
+            "Keypoint.msg", "KeypointPose.msg", "KeypointPoseArray.msg", "KeypointSkeleton.msg"}
 
 
 def test_output_is_deterministic() -> None:
@@ -115,7 +147,7 @@ def test_hostile_weights_paths_cannot_inject_code(tmp_path: Path, weights: str) 
     except ConfigError as e:
         assert "line break" in str(e)
         return
-    root = write_package(plan, tmp_path)
+    root, = write_package(plan, tmp_path)
     tree = ast.parse((root / plan.package / f"{plan.node}.py").read_text())
     assert [type(n).__name__ for n in tree.body] == ["Expr", "ImportFrom", "ImportFrom", "Assign", "ClassDef",
                                                      "FunctionDef", "FunctionDef", "If"]
@@ -139,6 +171,15 @@ def test_generate_writes_the_package(tmp_path: Path) -> None:
     result = run_cli("generate", "--model", "yolo", "--backend", "onnx", "--weights", "w.onnx", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "yolo_onnx" / "yolo_onnx" / "yolo_onnx.py").is_file()
+    assert not (tmp_path / "vision_factory_msgs").exists()
+
+
+def test_generate_writes_the_message_package_beside_a_pose_package(tmp_path: Path) -> None:
+    result = run_cli("generate", "--model", "rtmpose", "--backend", "cuda", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "vision_factory_msgs" / "package.xml").is_file() and "vision_factory_msgs" in result.stdout
+    params = yaml.safe_load((tmp_path / "rtmpose_cuda" / "config" / "params.yaml").read_text())["/**"]["ros__parameters"]
+    assert params["execution_provider"] == "cuda,cpu" and params["detector_model"].endswith(".zip")
 
 
 @pytest.mark.parametrize("args, message", [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import jinja2
 
 from vision_factory import __version__
-from vision_factory.backends import Backend, get_backend
+from vision_factory.backends import Backend
 from vision_factory.errors import ConfigError
 from vision_factory.manifest import Manifest, load_manifest
 from vision_factory.parameters import COMMON_PARAMETERS, ParameterSpec
@@ -24,12 +25,21 @@ from vision_factory.parameters import COMMON_PARAMETERS, ParameterSpec
 # REP 144: lower-case letters, digits and single underscores, starting with a letter.
 PACKAGE_NAME = re.compile(r"^[a-z](?:[a-z0-9]|_(?!_))*[a-z0-9]$")
 # Per output kind: the message packages it needs (package.xml) and its topics (package README).
-OUTPUT_MESSAGE_PACKAGES = {"detections": ("vision_msgs",)}
-OUTPUT_TOPICS = {"detections": (
-    ("~/detections", "vision_msgs/Detection2DArray", "every processed frame, also when empty; input header"),
-    ("~/label_info", "vision_msgs/LabelInfo", "class map, latched (transient local)"),
-    ("~/debug_image", "sensor_msgs/Image", "annotated bgr8, when publish_debug_image is true"),
-)}
+OUTPUT_MESSAGE_PACKAGES = {"detections": ("vision_msgs",), "poses": ("vision_msgs", "vision_factory_msgs")}
+_DEBUG_IMAGE = ("~/debug_image", "sensor_msgs/Image", "annotated bgr8, when publish_debug_image is true")
+OUTPUT_TOPICS = {
+    "detections": (
+        ("~/detections", "vision_msgs/Detection2DArray", "every processed frame, also when empty; input header"),
+        ("~/label_info", "vision_msgs/LabelInfo", "class map, latched (transient local)"),
+        _DEBUG_IMAGE),
+    "poses": (
+        ("~/poses", "vision_factory_msgs/KeypointPoseArray", "every processed frame, also when empty; input header"),
+        ("~/skeleton", "vision_factory_msgs/KeypointSkeleton", "keypoint names and limbs, latched (transient local)"),
+        _DEBUG_IMAGE),
+}
+# Message packages of this project: their sources ship in templates/<name>/ and the generator writes them
+# into the workspace beside the node packages that need them (colcon does not look inside vision_factory).
+INTERFACE_PACKAGES = ("vision_factory_msgs",)
 BASE_DEPENDENCIES = ("rclpy", "std_msgs", "sensor_msgs", "launch", "launch_ros", "vision_factory")
 # template -> path inside the package; {package} and {node} are substituted.
 FILES = {
@@ -67,7 +77,7 @@ class PackagePlan:
 def plan_package(model: str, backend: str, weights: str | None = None, package: str | None = None) -> PackagePlan:
     """Validate a model x backend pair and derive its package. ConfigError says what is wrong."""
     manifest = load_manifest(model)
-    backend_row = get_backend(backend)
+    backend_row = manifest.backend(backend)
     if backend not in manifest.backends:
         raise ConfigError(f"model '{model}' does not support backend '{backend}' "
                           f"(supported: {', '.join(manifest.backends)})")
@@ -116,14 +126,28 @@ def render_package(plan: PackagePlan) -> dict[str, str]:
             for template, path in FILES.items()}
 
 
-def write_package(plan: PackagePlan, out_dir: Path) -> Path:
-    """Write the package into out_dir/<package> (replacing generated files) and return that folder."""
+def write_package(plan: PackagePlan, out_dir: Path) -> list[Path]:
+    """Write the package into out_dir/<package> (replacing generated files), and beside it the project's
+    message packages it depends on; return the folders written, the node package's first."""
     root = Path(out_dir) / plan.package
     for relative, content in render_package(plan).items():
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
-    return root
+    written = [root]
+    for name in INTERFACE_PACKAGES:
+        if name in plan.dependencies:
+            written.append(write_interface_package(name, Path(out_dir)))
+    return written
+
+
+def write_interface_package(name: str, out_dir: Path) -> Path:
+    """Copy the message package `name` from templates/ into out_dir/<name> (replacing it)."""
+    target = Path(out_dir) / name
+    shutil.rmtree(target, ignore_errors=True)
+    with resources.as_file(resources.files("vision_factory.templates") / name) as source:
+        shutil.copytree(source, target)
+    return target
 
 
 def supported_pairs() -> dict[str, tuple[str, ...]]:
