@@ -30,11 +30,13 @@ def asset(path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """A colcon workspace with vision_factory and the yolo onnx, openvino and cuda packages, built once."""
+    """A colcon workspace with vision_factory, the yolo onnx, openvino and cuda packages and the rtmpose onnx
+    and openvino ones (with vision_factory_msgs, which the generator writes beside them), built once."""
     from vision_factory.workspace import colcon_build, create_workspace, workspace_env
 
     ws = tmp_path_factory.mktemp("ws")
-    create_workspace(ws, [("yolo", "onnx"), ("yolo", "openvino"), ("yolo", "cuda")], weights=str(asset(INT8_ONNX)))
+    create_workspace(ws, [("yolo", "onnx"), ("yolo", "openvino"), ("yolo", "cuda"), ("rtmpose", "onnx"),
+                          ("rtmpose", "openvino")], weights={"yolo": str(asset(INT8_ONNX))})
     colcon_build(ws)
     return ws, workspace_env(ws)
 

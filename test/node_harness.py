@@ -15,6 +15,7 @@ from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image
+from vision_factory_msgs.msg import KeypointPoseArray, KeypointSkeleton
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from vision_factory.bag_replay import ReplayProbe
@@ -25,6 +26,9 @@ _DOMAINS = itertools.count(os.getpid() % 25 * 4)
 DISCOVERY_S = 30.0  # a running node publishes diagnostics every second: by then the probe hears it
 READY_S = 120.0  # a first launch may export
 SAFE_DOMAINS = 101  # ids 1..101: higher ones can collide with ephemeral ports (ROS 2 "About Domain ID")
+# Per model family: its per-frame result topic and type, and the latched topic a ready node has published.
+OUTPUTS = {"yolo": ("detections", Detection2DArray, "label_info", LabelInfo),
+           "rtmpose": ("poses", KeypointPoseArray, "skeleton", KeypointSkeleton)}
 
 
 def next_domain() -> int:
@@ -34,13 +38,14 @@ def next_domain() -> int:
 
 @contextmanager
 def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path, managed: bool = False,
-             **overrides: Any) -> Iterator[tuple[subprocess.Popen, ReplayProbe, Path]]:
-    """The generated yolo_<backend> node running as its own process, once its model is ready (managed:
-    once its lifecycle services are up), and a probe on the same private ROS domain that hears its
-    outputs and /diagnostics."""
+             family: str = "yolo", **overrides: Any) -> Iterator[tuple[subprocess.Popen, ReplayProbe, Path]]:
+    """The generated <family>_<backend> node running as its own process, once its model is ready
+    (managed: once its lifecycle services are up), and a probe on the same private ROS domain that hears
+    its outputs and /diagnostics."""
     ws, env = workspace
     domain = next_domain()
-    package = f"yolo_{backend}"
+    package = f"{family}_{backend}"
+    results, results_type, latched, latched_type = OUTPUTS[family]
     overrides.setdefault("cache_dir", str(tmp_path / "cache"))
     executable = f"{package}_managed" if managed else package
     command = node_command(ws, package, executable, overrides, {"image_raw": "/camera/image_raw"})
@@ -50,9 +55,9 @@ def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path, managed
                                    stderr=subprocess.STDOUT)
 
     def new_probe() -> ReplayProbe:
-        return ReplayProbe({f"/{package}/detections": Detection2DArray, f"/{package}/debug_image": Image,
-                            f"/{package}/label_info": LabelInfo, "/diagnostics": DiagnosticArray},
-                           domain_id=domain, latched=(f"/{package}/label_info",))
+        return ReplayProbe({f"/{package}/{results}": results_type, f"/{package}/debug_image": Image,
+                            f"/{package}/{latched}": latched_type, "/diagnostics": DiagnosticArray},
+                           domain_id=domain, latched=(f"/{package}/{latched}",))
 
     def node_ready(probe: ReplayProbe, timeout_s: float) -> bool:
         if managed:
@@ -60,7 +65,7 @@ def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path, managed
             ready = client.wait_for_service(timeout_sec=timeout_s)
             probe.node.destroy_client(client)
             return ready
-        return probe.wait_for_message(f"/{package}/label_info", timeout_s, alive=lambda: process.poll() is None)
+        return probe.wait_for_message(f"/{package}/{latched}", timeout_s, alive=lambda: process.poll() is None)
 
     probe = new_probe()
     try:
@@ -81,17 +86,18 @@ def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path, managed
         stop(process)
 
 
-def detections_of(probe: ReplayProbe, backend: str) -> list:
-    return probe.outputs[f"/yolo_{backend}/detections"]
+def results_of(probe: ReplayProbe, backend: str, family: str = "yolo") -> list:
+    """Every per-frame result the <family>_<backend> node published so far."""
+    return probe.outputs[f"/{family}_{backend}/{OUTPUTS[family][0]}"]
 
 
 def replay_and_collect(probe: ReplayProbe, backend: str, messages: list, topic: str = "/camera/image_raw",
-                       **replay: Any) -> list:
+                       family: str = "yolo", **replay: Any) -> list:
     """Replay `messages` at the recorded rate; the node's answers to them."""
-    before = len(detections_of(probe, backend))
+    before = len(results_of(probe, backend, family))
     probe.replay(topic, messages, **replay)
-    probe.spin_until(lambda: len(detections_of(probe, backend)) >= before + len(messages), 20)
-    return detections_of(probe, backend)[before:]
+    probe.spin_until(lambda: len(results_of(probe, backend, family)) >= before + len(messages), 20)
+    return results_of(probe, backend, family)[before:]
 
 
 def decoded(message: Any) -> tuple:

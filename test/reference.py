@@ -51,6 +51,14 @@ def ultralytics_predict(weights: Path, image_bgr: np.ndarray, conf: float, iou: 
             for b, s, c in zip(result.boxes.xyxy.tolist(), result.boxes.conf.tolist(), result.boxes.cls.tolist())]
 
 
+def annotated_people(truth: dict, image_id: int, min_keypoints: int = 10) -> list[np.ndarray]:
+    """x1, y1, x2, y2 of the people of a COCO keypoints file (test_coco.json) annotated with at least
+    `min_keypoints` keypoints in image `image_id`: the pose detector's reference."""
+    return [np.array([x, y, x + w, y + h]) for x, y, w, h in
+            (p["bbox"] for p in truth["annotations"]
+             if p["image_id"] == image_id and p["num_keypoints"] >= min_keypoints)]
+
+
 def iou(a, b) -> float:
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))

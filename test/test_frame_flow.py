@@ -78,7 +78,7 @@ def test_rates_and_percentiles_over_the_window() -> None:
 def running_live(last_error: str = "") -> SimpleNamespace:
     runner = SimpleNamespace(session=SimpleNamespace(active="CPUExecutionProvider"),
                              manifest=SimpleNamespace(name="yolo"),
-                             artifact=SimpleNamespace(path="/w.onnx", exported=False))
+                             artifacts={"model": SimpleNamespace(path="/w.onnx", exported=False)})
     return SimpleNamespace(current=runner, state=RUNNING, building="", last_error=last_error)
 
 

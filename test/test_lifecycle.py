@@ -17,8 +17,8 @@ from lifecycle_msgs.msg import State  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
-from node_harness import (change_state, decoded, detections_of, diagnostics_of, launched,  # noqa: E402
-                          lifecycle_state, next_domain, replay_and_collect, set_parameter)
+from node_harness import (change_state, decoded, diagnostics_of, launched, lifecycle_state,  # noqa: E402
+                          next_domain, replay_and_collect, results_of, set_parameter)
 from vision_factory.generator import plan_package  # noqa: E402
 from vision_factory.node import InferenceNode  # noqa: E402
 
@@ -75,7 +75,7 @@ def test_a_failed_configure_is_reported_and_the_node_waits(workspace, frames, tm
         assert set_parameter(probe, NODE, "model", str(asset(INT8_ONNX)))[0]
         assert change_state(probe, NODE, "configure") and change_state(probe, NODE, "activate")
         assert len(replay_and_collect(probe, "onnx", frames[:2])) == 2
-        assert len(detections_of(probe, "onnx")) == 2
+        assert len(results_of(probe, "onnx")) == 2
     assert process.returncode == 0, log.read_text()
 
 

@@ -6,7 +6,7 @@ import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from node_harness import detections_of, launched, replay_and_collect
+from node_harness import launched, replay_and_collect, results_of
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -27,4 +27,4 @@ def test_reliable_input_does_not_hear_a_best_effort_camera(workspace, frames, tm
             camera.publish(frame.rawdata)
             probe.spin(0.2)
         probe.spin_until(lambda: False, 1.0)
-        assert camera.get_subscription_count() == 0 and detections_of(probe, "onnx") == []
+        assert camera.get_subscription_count() == 0 and results_of(probe, "onnx") == []

@@ -1,123 +1,132 @@
-"""RTMPose top-down pieces on our sessions: a known-answer pose model whose SimCC peaks must land where
-the person box's affine transform puts them, the real YOLOX person detector against COCO ground truth,
-and onnx / openvino parity."""
+"""RTMPose top-down pose as the runner builds it, without ROS: known-answer models whose SimCC peaks must
+land where the person box's affine transform puts them, the real YOLOX person detector against COCO
+ground truth, onnx / openvino parity, YOLO as the detector, the ONNX Runtime GPU mapping of cuda, and
+weights given as URLs."""
 from __future__ import annotations
 
+import http.server
 import json
+import logging
+import threading
+import zipfile
+from functools import partial
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import ASSETS, asset
+from conftest import ASSETS, INT8_ONNX, asset
+from reference import annotated_people, iou
 
 pytest.importorskip("rtmlib", reason="the rtmpose model uses rtmlib's processing")
-onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper  # noqa: E402
+pytest.importorskip("onnx")
+from pose_models import (KEYPOINTS, PEAK_X, PEAK_Y, expected_keypoints,  # noqa: E402
+                         fixed_boxes_detector, known_answer_pose_model, peak_bins)
 
 from vision_factory.backends.onnxruntime_session import OnnxRuntimeSession  # noqa: E402
 from vision_factory.backends.openvino_session import OpenVinoSession, convert_onnx  # noqa: E402
-from vision_factory.models.rtmpose import PersonDetector, PoseEstimator  # noqa: E402
+from vision_factory.errors import ConfigError  # noqa: E402
+from vision_factory.generator import plan_package  # noqa: E402
+from vision_factory.manifest import load_manifest  # noqa: E402
+from vision_factory.models import person_detector, rtmpose  # noqa: E402
+from vision_factory.models.person_detector import YoloPersons, YoloxPersons  # noqa: E402
+from vision_factory.models.rtmpose import PoseEstimator, skeleton_for  # noqa: E402
+from vision_factory.runner import build_runner  # noqa: E402
 
-INPUT_WH = (192, 256)  # RTMPose-m body: input (1, 3, 256, 192)
-SPLIT = 2.0  # SimCC bins per input pixel
-KEYPOINTS = 17
 DETECTOR = ASSETS / "models" / "yolox_nano_8xb8-300e_humanart-40f6f0d0.onnx"
 COCO = ASSETS / "images" / "coco_mmpose"
-
-
-def peak_bins() -> np.ndarray:
-    """(K, 2) SimCC bins (x, y) spread over the crop, away from its edges and not on a grid."""
-    rng = np.random.default_rng(7)
-    return np.stack([rng.integers(20, INPUT_WH[0] * SPLIT - 20, KEYPOINTS),
-                     rng.integers(20, INPUT_WH[1] * SPLIT - 20, KEYPOINTS)], axis=1)
-
-
-def known_answer_model(path: Path, bins: np.ndarray) -> Path:
-    """An ONNX model with RTMPose's exact signature whose SimCC outputs peak at `bins`, whatever the
-    input (which still feeds the graph, as a real model's does)."""
-    simcc_x = np.zeros((1, KEYPOINTS, int(INPUT_WH[0] * SPLIT)), np.float32)
-    simcc_y = np.zeros((1, KEYPOINTS, int(INPUT_WH[1] * SPLIT)), np.float32)
-    simcc_x[0, np.arange(KEYPOINTS), bins[:, 0]] = 0.9
-    simcc_y[0, np.arange(KEYPOINTS), bins[:, 1]] = 0.7
-    nodes = [helper.make_node("ReduceMean", ["input"], ["mean"], keepdims=0),
-             helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
-             helper.make_node("Add", ["peaks_x", "nothing"], ["simcc_x"]),
-             helper.make_node("Add", ["peaks_y", "nothing"], ["simcc_y"])]
-    graph = helper.make_graph(
-        nodes, "known_answer_rtmpose",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, INPUT_WH[1], INPUT_WH[0]])],
-        [helper.make_tensor_value_info("simcc_x", TensorProto.FLOAT, list(simcc_x.shape)),
-         helper.make_tensor_value_info("simcc_y", TensorProto.FLOAT, list(simcc_y.shape))],
-        [helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
-         onnx.numpy_helper.from_array(simcc_x, "peaks_x"), onnx.numpy_helper.from_array(simcc_y, "peaks_y")])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
-
-
-def expected_keypoints(box: np.ndarray, bins: np.ndarray) -> np.ndarray:
-    """Where the peaks sit in the image: the crop is the box grown by 1.25 and widened or heightened to
-    the model's 3:4 aspect, centred on the box; a bin maps linearly across it."""
-    centre = (box[:2] + box[2:]) / 2
-    width, height = (box[2:] - box[:2]) * 1.25
-    aspect = INPUT_WH[0] / INPUT_WH[1]
-    width, height = (width, width / aspect) if width > height * aspect else (height * aspect, height)
-    crop = np.array([width, height])
-    return centre - crop / 2 + bins / SPLIT / np.array(INPUT_WH) * crop
-
-
-@pytest.fixture(scope="module")
-def known_answer(tmp_path_factory) -> tuple[Path, np.ndarray]:
-    bins = peak_bins()
-    return known_answer_model(tmp_path_factory.mktemp("pose") / "rtmpose.onnx", bins), bins
-
-
 IMAGE_HW = (480, 640)
-BOXES = [
+BOXES = np.array([
     [200, 100, 300, 400],    # tall person
     [50, 200, 450, 300],     # lying down: wider than tall
     [0, 0, 80, 120],         # at the top-left corner
     [560, 380, 640, 480],    # at the bottom-right corner
-    [-30, 300, 60, 520],     # partly outside the image
+    [-30, 300, 60, 520],     # partly outside the image: the detector clips it to [0, 300, 60, 480]
     [310.5, 20.25, 333.75, 61.5],  # small, fractional
-]
+], np.float32)
+BOX_SCORES = np.array([0.95, 0.9, 0.85, 0.8, 0.75, 0.7], np.float32)
+LOG = logging.getLogger("test")
+
+
+def clipped(boxes: np.ndarray) -> np.ndarray:
+    return np.stack([boxes[:, 0].clip(0, IMAGE_HW[1]), boxes[:, 1].clip(0, IMAGE_HW[0]),
+                     boxes[:, 2].clip(0, IMAGE_HW[1]), boxes[:, 3].clip(0, IMAGE_HW[0])], axis=1)
+
+
+@pytest.fixture(scope="module")
+def known_answer(tmp_path_factory) -> tuple[Path, Path, np.ndarray]:
+    """(pose model, fixed-boxes detector, the pose model's peak bins)."""
+    folder, bins = tmp_path_factory.mktemp("pose"), peak_bins()
+    return (known_answer_pose_model(folder / "rtmpose.onnx", bins),
+            fixed_boxes_detector(folder / "detector.onnx", BOXES, BOX_SCORES), bins)
+
+
+def pose_runner(backend: str, model: Path, detector: Path, cache: Path):
+    """What a generated rtmpose_<backend> node builds for these weights (other parameters at defaults)."""
+    values = {**plan_package("rtmpose", backend).defaults(), "model": str(model), "detector_model": str(detector),
+              "cache_dir": str(cache)}
+    return build_runner(load_manifest("rtmpose"), backend, values, LOG)
+
+
+def frame_options(runner, **values) -> dict:
+    return runner.frame_options({**plan_package("rtmpose", runner.backend.name).defaults(), **values})
 
 
 def test_known_answer_keypoints_land_within_one_pixel(known_answer) -> None:
-    path, bins = known_answer
+    path, _, bins = known_answer
     estimator = PoseEstimator(OnnxRuntimeSession(path, {"execution_provider": "cpu"}))
     image = np.random.default_rng(1).integers(0, 256, (*IMAGE_HW, 3), dtype=np.uint8)
-    keypoints, scores = estimator(image, np.array(BOXES, np.float32))
+    keypoints, scores = estimator(image, BOXES)
     assert keypoints.shape == (len(BOXES), KEYPOINTS, 2) and scores.shape == (len(BOXES), KEYPOINTS)
-    for box, found in zip(np.array(BOXES, np.float64), keypoints):
+    for box, found in zip(BOXES.astype(np.float64), keypoints):
         error = np.abs(found - expected_keypoints(box, bins)).max()
         assert error <= 1.0, (box, error)
-    assert np.allclose(scores, 0.8)  # rtmlib: the mean of the x and y peak values
+    assert np.allclose(scores, (PEAK_X + PEAK_Y) / 2)
 
 
-def test_no_person_no_pose(known_answer) -> None:
-    estimator = PoseEstimator(OnnxRuntimeSession(known_answer[0], {"execution_provider": "cpu"}))
-    keypoints, scores = estimator(np.zeros((*IMAGE_HW, 3), np.uint8), np.zeros((0, 4), np.float32))
-    assert keypoints.shape[0] == 0 and scores.shape[0] == 0
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_the_built_model_detects_then_places_every_keypoint(known_answer, backend, tmp_path) -> None:
+    """Through build_runner, as a node builds it: the detector's boxes (clipped, best first) and, in each,
+    the keypoints where the affine transform of that box puts the peaks."""
+    pose, detector, bins = known_answer
+    runner = pose_runner(backend, pose, detector, tmp_path)
+    assert isinstance(runner.model.detector, YoloxPersons) and set(runner.sessions) == {"model", "detector_model"}
+    image = np.random.default_rng(2).integers(0, 256, (*IMAGE_HW, 3), dtype=np.uint8)
+    poses = runner.model(image, **frame_options(runner))
+    assert np.allclose(poses.boxes_xyxy, clipped(BOXES)) and np.allclose(poses.scores, BOX_SCORES)
+    assert poses.skeleton.name == "coco17" and poses.skeleton.keypoint_names[0] == "nose"
+    for box, found in zip(clipped(BOXES).astype(np.float64), poses.keypoints):
+        assert np.abs(found - expected_keypoints(box, bins)).max() <= 1.0, box
 
 
-def test_onnx_and_openvino_give_the_same_keypoints(known_answer, tmp_path) -> None:
-    path, _ = known_answer
-    xml = tmp_path / "rtmpose.xml"
-    convert_onnx(path, xml, {}, None)
-    image = cv2.imread(str(asset(COCO / "000000000785.jpg")))
-    boxes = np.array([[280.8, 44.7, 499.5, 391.4]], np.float32)
-    onnx_keypoints, onnx_scores = PoseEstimator(OnnxRuntimeSession(path, {"execution_provider": "cpu"}))(image, boxes)
-    ov_keypoints, ov_scores = PoseEstimator(OpenVinoSession(xml, {"device": "CPU"}))(image, boxes)
-    assert np.abs(onnx_keypoints - ov_keypoints).max() <= 1.0 and np.allclose(onnx_scores, ov_scores, atol=1e-4)
+@pytest.mark.parametrize("keypoints, skeleton", [(133, "coco133"), (21, "hand21")])
+def test_wholebody_and_hand_models_run_through_the_same_code(known_answer, tmp_path, keypoints, skeleton) -> None:
+    _, detector, _ = known_answer
+    bins = peak_bins(keypoints)
+    pose = known_answer_pose_model(tmp_path / f"rtmpose_{keypoints}.onnx", bins)
+    runner = pose_runner("onnx", pose, detector, tmp_path)
+    poses = runner.model(np.zeros((*IMAGE_HW, 3), np.uint8), **frame_options(runner))
+    assert poses.skeleton.name == skeleton and poses.keypoints.shape == (len(BOXES), keypoints, 2)
+    for box, found in zip(clipped(BOXES).astype(np.float64), poses.keypoints):
+        assert np.abs(found - expected_keypoints(box, bins)).max() <= 1.0, box
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    x1, y1 = np.maximum(a[:2], b[:2])
-    x2, y2 = np.minimum(a[2:], b[2:])
-    inter = max(x2 - x1, 0) * max(y2 - y1, 0)
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+def test_frame_options_bound_the_poses_and_hide_weak_keypoints(known_answer, tmp_path) -> None:
+    pose, detector, _ = known_answer
+    runner = pose_runner("onnx", pose, detector, tmp_path)
+    image = np.zeros((*IMAGE_HW, 3), np.uint8)
+    assert len(runner.model(image, **frame_options(runner, max_poses=2))) == 2
+    assert len(runner.model(image, **frame_options(runner, detector_confidence_threshold=0.82))) == 3
+    weak = runner.model(image, **frame_options(runner, keypoint_score_threshold=0.81))
+    assert np.isnan(weak.keypoints).all() and np.allclose(weak.keypoint_scores, 0.8)  # scores are kept
+
+
+def test_no_person_no_pose(known_answer, tmp_path) -> None:
+    pose, detector, _ = known_answer
+    runner = pose_runner("onnx", pose, detector, tmp_path)
+    poses = runner.model(np.zeros((*IMAGE_HW, 3), np.uint8), **frame_options(runner, detector_confidence_threshold=1.0))
+    assert len(poses) == 0 and poses.keypoints.shape == (0, KEYPOINTS, 2)
 
 
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
@@ -129,15 +138,110 @@ def test_the_real_person_detector_finds_the_annotated_people(backend, tmp_path) 
     else:
         convert_onnx(asset(DETECTOR), tmp_path / "yolox.xml", {}, None)
         session = OpenVinoSession(tmp_path / "yolox.xml", {"device": "CPU"})
-    detector = PersonDetector(session)
+    detector = person_detector.person_detector(session, {})
+    assert isinstance(detector, YoloxPersons)
     checked = 0
     for image_info in truth["images"]:
-        boxes, scores = detector(cv2.imread(str(COCO / image_info["file_name"])), score_threshold=0.3)
-        for person in truth["annotations"]:
-            if person["image_id"] != image_info["id"] or person["num_keypoints"] < 10:
-                continue
-            x, y, w, h = person["bbox"]
-            best = max((iou(np.array([x, y, x + w, y + h]), box) for box in boxes), default=0.0)
-            assert best >= 0.7, (image_info["file_name"], person["bbox"], best)
+        boxes, _ = detector(cv2.imread(str(COCO / image_info["file_name"])), score_threshold=0.3)
+        for person in annotated_people(truth, image_info["id"]):
+            best = max((iou(person, box) for box in boxes), default=0.0)
+            assert best >= 0.7, (image_info["file_name"], person, best)
             checked += 1
     assert checked == 12
+
+
+def test_onnx_and_openvino_runners_give_the_same_poses(known_answer, tmp_path) -> None:
+    """The real detector and the known-answer pose model on a COCO image, on both backends: same boxes
+    (within 1 px) and the same keypoints (within 1 px)."""
+    pose, _, _ = known_answer
+    image = cv2.imread(str(asset(COCO / "000000000785.jpg")))
+    results = [pose_runner(backend, pose, asset(DETECTOR), tmp_path / backend).model(image) for backend in
+               ("onnx", "openvino")]
+    assert len(results[0]) >= 1 and len(results[0]) == len(results[1])
+    assert np.abs(results[0].boxes_xyxy - results[1].boxes_xyxy).max() <= 1.0
+    assert np.abs(results[0].keypoints - results[1].keypoints).max() <= 1.0
+
+
+def test_a_yolo_model_serves_as_the_person_detector(known_answer, tmp_path) -> None:
+    """An ultralytics export (class names in its metadata) is run as YOLO, keeping persons only: it finds
+    the annotated people of the COCO images too."""
+    pose, _, _ = known_answer
+    runner = pose_runner("onnx", pose, asset(INT8_ONNX), tmp_path)
+    assert isinstance(runner.model.detector, YoloPersons)
+    truth = json.loads(asset(COCO / "test_coco.json").read_text())
+    found = []
+    for image_info in truth["images"]:
+        poses = runner.model(cv2.imread(str(COCO / image_info["file_name"])), **frame_options(runner))
+        found += [max((iou(person, box) for box in poses.boxes_xyxy), default=0.0)
+                  for person in annotated_people(truth, image_info["id"])]
+    assert len(found) == 12 and min(found) >= 0.6, found
+
+
+def test_cuda_runs_onnxruntime_and_falls_back_to_cpu_with_one_warning(known_answer, tmp_path, caplog) -> None:
+    """RTMPose's cuda backend is ONNX Runtime's CUDA provider (not PyTorch); without it, CPU and a warning."""
+    pose, detector, _ = known_answer
+    backend = load_manifest("rtmpose").backend("cuda")
+    assert backend.session == "OnnxRuntimeSession" and backend.parameters[0].default == "cuda,cpu"
+    with caplog.at_level(logging.WARNING):
+        runner = pose_runner("cuda", pose, detector, tmp_path)
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        assert runner.session.active.startswith("CUDAExecutionProvider")
+    else:
+        assert runner.session.active == "CPUExecutionProvider"
+        # One warning per session (pose and detector), naming what was skipped.
+        assert all("CUDAExecutionProvider" in r.message for r in caplog.records if r.levelno == logging.WARNING)
+
+
+def test_weights_by_url_are_downloaded_once_and_unpacked(known_answer, tmp_path) -> None:
+    """rtmlib's model zoo serves zips holding end2end.onnx: a URL is fetched with rtmlib's downloader into
+    the cache and unpacked; a second resolve does not fetch again."""
+    pose, _, _ = known_answer
+    served = tmp_path / "served"
+    served.mkdir()
+    with zipfile.ZipFile(served / "rtmpose-test.zip", "w") as archive:
+        archive.write(pose, "rtmpose-test/end2end.onnx")
+    requests = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            requests.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/rtmpose-test.zip"
+        assert rtmpose.weights_problem(url) == ""
+        first = rtmpose.resolve_weights(url, tmp_path / "cache")
+        second = rtmpose.resolve_weights(url, tmp_path / "cache")
+        assert first == second and first.suffix == ".onnx" and first.read_bytes() == pose.read_bytes()
+        assert len(requests) == 1
+        with pytest.raises(ConfigError, match="could not be downloaded"):
+            rtmpose.resolve_weights(url.replace("rtmpose-test", "missing"), tmp_path / "cache")
+    finally:
+        server.shutdown()
+
+
+def test_weights_problems_say_what_is_accepted(tmp_path) -> None:
+    assert "does not exist" in rtmpose.weights_problem(str(tmp_path / "missing.onnx"))
+    assert person_detector.weights_problem("yolov8n.pt") == ""  # an ultralytics name, downloaded by it
+    assert person_detector.weights_problem("https://example.com/yolox.zip") == ""
+    assert "does not exist" in person_detector.weights_problem(str(tmp_path / "missing.onnx"))
+    with pytest.raises(ConfigError, match="not an ONNX file"):
+        not_onnx = tmp_path / "weights.pth"
+        not_onnx.write_bytes(b"x")
+        from vision_factory.artifacts import prepare_artifact
+        from vision_factory.export_cache import ExportCache
+
+        prepare_artifact(rtmpose, "rtmpose", load_manifest("rtmpose").backend("onnx"), not_onnx, {}, {},
+                         ExportCache(tmp_path), LOG)
+
+
+def test_skeletons_come_from_rtmlib_by_keypoint_count() -> None:
+    body, wholebody, hand = skeleton_for(17), skeleton_for(133), skeleton_for(21)
+    assert body.keypoint_names[:3] == ("nose", "left_eye", "right_eye") and len(body.edges) == 19
+    assert len(wholebody.keypoint_names) == 133 and hand.keypoint_names[0] == "wrist"
+    assert all(0 <= a < 17 and 0 <= b < 17 for a, b in body.edges)
+    unknown = skeleton_for(5)
+    assert unknown.keypoint_names[4] == "keypoint_4" and unknown.edges == ()

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from vision_msgs.msg import Detection2DArray, LabelInfo
 
     print(f"[demo] generating yolo_{args.backend} into {args.workspace}/src and building it with colcon")
-    package = create_workspace(args.workspace, [("yolo", args.backend)], weights=str(args.weights.resolve()))[0]
+    package = create_workspace(args.workspace, [("yolo", args.backend)], weights={"yolo": str(args.weights.resolve())})[0]
     colcon_build(args.workspace)
     env = workspace_env(args.workspace)
     command = node_command(args.workspace, package, package, remaps={"image_raw": "/camera/image_raw"},

@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 
 from vision_factory.detections import Detections
+from vision_factory.poses import Poses
 
 
 def draw_detections(image_bgr: np.ndarray, detections: Detections) -> np.ndarray:
@@ -18,4 +19,21 @@ def draw_detections(image_bgr: np.ndarray, detections: Detections) -> np.ndarray
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 2)
         text = f"{detections.class_name(int(class_id))} {score:.2f}"
         cv2.putText(canvas, text, (x1, max(y1 - 6, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1)
+    return canvas
+
+
+def draw_poses(image_bgr: np.ndarray, poses: Poses) -> np.ndarray:
+    """A copy of `image_bgr` with each box and score, the limbs between shown keypoints, and the keypoints."""
+    canvas = image_bgr.copy()
+    for box, score, keypoints in zip(poses.boxes_xyxy.round().astype(int), poses.scores, poses.keypoints):
+        x1, y1, x2, y2 = box.tolist()
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), (0, 200, 0), 1)
+        cv2.putText(canvas, f"{score:.2f}", (x1, max(y1 - 6, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 200, 0), 1)
+        shown = ~np.isnan(keypoints).any(axis=1)  # NaN: below the keypoint threshold
+        points = np.where(shown[:, None], keypoints, 0).round().astype(int)
+        for a, b in poses.skeleton.edges:
+            if shown[a] and shown[b]:
+                cv2.line(canvas, tuple(points[a].tolist()), tuple(points[b].tolist()), (255, 160, 0), 2)
+        for point in points[shown]:
+            cv2.circle(canvas, tuple(point.tolist()), 3, (0, 0, 255), -1)
     return canvas

@@ -34,7 +34,6 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from vision_factory import diagnostics
-from vision_factory.backends import get_backend
 from vision_factory.errors import ConfigError
 from vision_factory.frame_stats import FrameStats
 from vision_factory.frame_worker import LatestFrameWorker
@@ -82,7 +81,9 @@ class InferenceNode(LifecycleNodeMixin, Node):
         for spec in parameters:
             self.declare_parameter(spec.name, spec.default, spec.descriptor())
         self._values = {name: self.get_parameter(name).value for name in self._specs}
-        self._manifest, self._backend = load_manifest(model), get_backend(backend)
+        self._manifest = load_manifest(model)
+        self._backend = self._manifest.backend(backend)
+        self._weights = {w.parameter: w for w in self._manifest.weights}
         for name, value in self._values.items():
             problem = self._value_problem(name, value)
             if problem:
@@ -215,8 +216,8 @@ class InferenceNode(LifecycleNodeMixin, Node):
         problem = spec.validate(value)
         if problem or spec.applies != "rebuild":
             return problem
-        if name == "model":
-            return self._manifest.load_module().weights_problem(value)
+        if name in self._weights:
+            return self._weights[name].load_module().weights_problem(value)
         return self._backend.option_problem(name, value)
 
     def _check_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
@@ -242,7 +243,7 @@ class InferenceNode(LifecycleNodeMixin, Node):
         # A new dict, swapped in one assignment: the inference thread reads a consistent snapshot.
         self._values = {**self._values, **updates}
         if self._live.current is not None:
-            self._output.configure(self._values, self._live.current.labels)
+            self._output.configure(self._values, self._live.current.model)
         if self._loaded and any(self._specs[name].applies == "rebuild" for name in changed):
             self.get_logger().info(f"rebuilding the model session for {', '.join(sorted(changed))}; "
                                    f"frames keep flowing through the current one")
@@ -263,15 +264,16 @@ class InferenceNode(LifecycleNodeMixin, Node):
             problem = runner.model.option_problem(name, value)
             if problem:
                 self.get_logger().error(f"parameter '{name}' does not suit the new model: {problem}")
-        self._output.configure(self._values, runner.labels)
+        self._output.configure(self._values, runner.model)
         self._reporting = True
         try:
             self.set_parameters([Parameter(self._backend.report_parameter(), value=runner.session.active)])
         finally:
             self._reporting = False
+        weights = ", ".join(str(artifact.path) for artifact in runner.artifacts.values())
         self.get_logger().info(
             f"ready: {self._manifest.name} on {self._backend.name} ({runner.session.active}), weights "
-            f"{runner.artifact.path}, listening on {self._input_topic}")
+            f"{weights}, listening on {self._input_topic}")
 
     def _publish_diagnostics(self) -> None:
         status = diagnostics.inference_status(

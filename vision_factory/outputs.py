@@ -12,7 +12,8 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from vision_factory import messages
 from vision_factory.detections import Detections
-from vision_factory.drawing import draw_detections
+from vision_factory.drawing import draw_detections, draw_poses
+from vision_factory.poses import Poses, Skeleton
 
 RESULT_QOS = QoSProfile(depth=10)
 LATCHED_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -32,9 +33,9 @@ class DetectionOutput:
         self._labels = node.create_publisher(LabelInfo, "~/label_info", LATCHED_QOS)
         self._label_info: tuple[tuple[str, ...], float] | None = None
 
-    def configure(self, values: dict[str, Any], labels: tuple[str, ...]) -> None:
-        """Take the node's parameter values and the model's labels (when a session starts, after changes)."""
-        label_info = (labels, float(values.get(self.THRESHOLD, 0.0)))
+    def configure(self, values: dict[str, Any], model: Any) -> None:
+        """Take the node's parameter values and the model (when a session starts, after changes)."""
+        label_info = (model.labels, float(values.get(self.THRESHOLD, 0.0)))
         if label_info != self._label_info:
             self._label_info = label_info
             header = Header(stamp=self._node.get_clock().now().to_msg())
@@ -45,9 +46,35 @@ class DetectionOutput:
         if debug_image:
             self._debug.publish(messages.bgr8_image(draw_detections(image_bgr, result), header))
 
-    def describe(self, result: Detections) -> str:
-        """One line for logs: "person 0.90, bus 0.81"."""
-        return ", ".join(f"{result.class_name(int(c))} {s:.2f}" for c, s in zip(result.class_ids, result.scores))
 
 
-OUTPUTS: dict[str, Any] = {"detections": DetectionOutput}
+class PoseOutput:
+    """~/poses (vision_factory_msgs/KeypointPoseArray, every processed frame, also when empty),
+    ~/skeleton (vision_factory_msgs/KeypointSkeleton, latched; republished when the model's changes) and
+    ~/debug_image (sensor_msgs/Image, bgr8, on request)."""
+
+    def __init__(self, node: Node):
+        # Imported here: vision_factory_msgs exists only where pose packages were generated and built.
+        from vision_factory import pose_messages
+        from vision_factory_msgs.msg import KeypointPoseArray, KeypointSkeleton
+
+        self._node, self._messages = node, pose_messages
+        self._poses = node.create_publisher(KeypointPoseArray, "~/poses", RESULT_QOS)
+        self._debug = node.create_publisher(Image, "~/debug_image", RESULT_QOS)
+        self._skeleton = node.create_publisher(KeypointSkeleton, "~/skeleton", LATCHED_QOS)
+        self._published_skeleton: Skeleton | None = None
+
+    def configure(self, values: dict[str, Any], model: Any) -> None:
+        """Take the node's parameter values and the model (when a session starts, after changes)."""
+        if model.skeleton != self._published_skeleton:
+            self._published_skeleton = model.skeleton
+            header = Header(stamp=self._node.get_clock().now().to_msg())
+            self._skeleton.publish(self._messages.skeleton(model.skeleton, header))
+
+    def publish(self, result: Poses, header: Header, image_bgr: np.ndarray, debug_image: bool) -> None:
+        self._poses.publish(self._messages.pose_array(result, header))
+        if debug_image:
+            self._debug.publish(messages.bgr8_image(draw_poses(image_bgr, result), header))
+
+
+OUTPUTS: dict[str, Any] = {"detections": DetectionOutput, "poses": PoseOutput}

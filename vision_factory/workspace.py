@@ -27,8 +27,9 @@ def shared_assets() -> Path:
     return source_checkout().parent / "shared" / "assets"
 
 
-def create_workspace(ws: Path, pairs: Iterable[tuple[str, str]], weights: str | None = None) -> list[str]:
-    """Write ws/src with vision_factory and one generated package per (model, backend); their names."""
+def create_workspace(ws: Path, pairs: Iterable[tuple[str, str]], weights: Mapping[str, str] | None = None) -> list[str]:
+    """Write ws/src with vision_factory and one generated package per (model, backend), with the default
+    weights of `weights[model]` where given (plus the message packages they need); their names."""
     src = Path(ws) / "src"
     src.mkdir(parents=True, exist_ok=True)
     link = src / "vision_factory"
@@ -36,7 +37,7 @@ def create_workspace(ws: Path, pairs: Iterable[tuple[str, str]], weights: str | 
         link.symlink_to(source_checkout(), target_is_directory=True)
     packages = []
     for model, backend in pairs:
-        plan = plan_package(model, backend, weights=weights)
+        plan = plan_package(model, backend, weights=(weights or {}).get(model))
         write_package(plan, src)
         packages.append(plan.package)
     return packages

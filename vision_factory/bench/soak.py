@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"soak: {path} does not exist (pass --weights / --bag)", file=sys.stderr)
             return 2
     ws = source_checkout() / ".cache" / "soak_ws"
-    create_workspace(ws, [("yolo", args.backend)], weights=str(args.weights.resolve()))
+    create_workspace(ws, [("yolo", args.backend)], weights={"yolo": str(args.weights.resolve())})
     colcon_build(ws)
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as cache_dir:

@@ -1,39 +1,39 @@
-"""Top-down human pose: the YOLOX person detector rtmlib pairs with RTMPose finds people, RTMPose
-estimates keypoints in each box.
+"""Top-down pose with RTMPose: a person detector (vision_factory.models.person_detector) finds people,
+RTMPose estimates keypoints in each box (body 17, wholebody 133, hand 21: the count comes from the model).
 
-The model-specific processing is rtmlib's (its YOLOX letterbox, its RTMPose affine crop, normalisation
-and SimCC decoding); only the runtime is ours: each class runs rtmlib's steps around one of our backend
-sessions instead of the runtime rtmlib would open itself.
+The model-specific processing is rtmlib's (its affine crop, normalisation and SimCC decoding, its skeleton
+tables); only the runtime is ours: rtmlib's steps run around our backend sessions.
+
+This is the model module of manifests/rtmpose.yaml and the weights module of its `model` parameter:
+RTMPose weights are ONNX files (rtmlib's model zoo), so there is nothing to export and no PyTorch path.
 """
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Any, Mapping
 
 import numpy as np
-from rtmlib import YOLOX, RTMPose
+from rtmlib import RTMPose
+from rtmlib.visualization import skeleton as rtmlib_skeletons
 
 from vision_factory.backends.session import Session
+from vision_factory.models.person_detector import person_detector
+from vision_factory.models.rtmlib_support import OnOurSession, onnx_weights_problem, resolve_onnx_weights
+from vision_factory.poses import Poses, Skeleton
+
+CHECKPOINT_SUFFIXES: tuple[str, ...] = ()
+weights_problem = onnx_weights_problem
+resolve_weights = resolve_onnx_weights
 
 # RTMPose's input normalisation (ImageNet mean / std on 0-255 BGR->RGB pixels), as rtmlib's defaults.
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
+# rtmlib's skeleton tables by keypoint count (as its draw_skeleton picks them).
+SKELETONS = {17: "coco17", 133: "coco133", 21: "hand21", 25: "coco25", 26: "halpe26"}
 
 
-class _OnOurSession:
-    """rtmlib's inference hook on one of our sessions. rtmlib's BaseTool.__init__, which would open a
-    runtime from a file path, is deliberately not called: the session is already open."""
-
-    session: Session
-
-    def inference(self, image: np.ndarray) -> list[np.ndarray]:
-        """One preprocessed HWC image -> the model's outputs (rtmlib's contract)."""
-        blob = np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
-        return self.session.run({self.session.input_name: blob})
-
-
-class PoseEstimator(_OnOurSession, RTMPose):
-    """RTMPose (body 17, wholebody 133, hand 21 keypoints: the count comes from the model) on a session
-    whose input is (1, 3, height, width) and whose outputs are SimCC x and y."""
+class PoseEstimator(OnOurSession, RTMPose):
+    """RTMPose on a session whose input is (1, 3, height, width) and whose outputs are SimCC x and y."""
 
     def __init__(self, session: Session):
         height, width = session.input_shape[2:4]
@@ -43,39 +43,62 @@ class PoseEstimator(_OnOurSession, RTMPose):
         self.to_openpose = False
 
     def __call__(self, image_bgr: np.ndarray, boxes_xyxy: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Keypoints (N, K, 2) in source pixels and their scores (N, K) for N person boxes.
-
-        No boxes, no poses: rtmlib would otherwise treat the whole image as one person."""
+        """Keypoints (N, K, 2) in source pixels and their scores (N, K) for N >= 1 boxes (rtmlib treats
+        no boxes as one box around the whole image: callers skip the call instead)."""
         boxes = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)
-        if len(boxes) == 0:
-            return np.zeros((0, 0, 2), np.float32), np.zeros((0, 0), np.float32)
         keypoints, scores = RTMPose.__call__(self, image_bgr, list(boxes))
         return keypoints.astype(np.float32), scores.astype(np.float32)
 
 
-class PersonDetector(_OnOurSession, YOLOX):
-    """An OpenMMLab end-to-end YOLOX person detector (outputs `dets` (1, N, 5): x1, y1, x2, y2, score in
-    letterboxed pixels, NMS inside; and `labels`), letterboxed top-left with padding 114 by rtmlib."""
+def skeleton_for(keypoint_count: int, logger: Any = logging.getLogger(__name__)) -> Skeleton:
+    """rtmlib's keypoint names and limbs for a model with this many keypoints; numbered names and no
+    limbs (with a warning) for a count rtmlib has no table for."""
+    name = SKELETONS.get(keypoint_count)
+    if name is None:
+        logger.warning(f"no skeleton is known for {keypoint_count} keypoints: they are published as "
+                       f"keypoint_0.. without limbs")
+        return Skeleton(f"unknown{keypoint_count}", tuple(f"keypoint_{i}" for i in range(keypoint_count)), ())
+    table = getattr(rtmlib_skeletons, name)
+    info = table["keypoint_info"]
+    names = tuple(info[i]["name"] for i in range(len(info)))
+    edges = tuple((names.index(link["link"][0]), names.index(link["link"][1]))
+                  for link in table["skeleton_info"].values())
+    return Skeleton(name, names, edges)
 
-    def __init__(self, session: Session):
-        height, width = session.input_shape[2:4]
-        self.session = session
-        self.model_input_size = (height, width)  # rtmlib's YOLOX order
 
-    def __call__(self, image_bgr: np.ndarray, score_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-        """Person boxes (N, 4) x1, y1, x2, y2 in source pixels, clipped to the image, and their scores."""
-        padded, ratio = self.preprocess(image_bgr)
-        dets = self.inference(padded)[0]
-        if dets.ndim != 3 or dets.shape[-1] != 5:
-            raise ValueError(f"expected end-to-end detections (1, N, 5), got {dets.shape}: this detector "
-                             f"needs NMS in the graph")
-        # Decoded here rather than by rtmlib's YOLOX.postprocess, which drops the scores and fixes the
-        # threshold at 0.3.
-        boxes, scores = dets[0, :, :4] / ratio, dets[0, :, 4]
-        keep = scores > score_threshold
-        boxes, scores = boxes[keep], scores[keep]
-        height, width = image_bgr.shape[:2]
-        boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
-        boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
-        order = np.argsort(-scores)
-        return boxes[order].astype(np.float32), scores[order].astype(np.float32)
+class TopDownPose:
+    """Detector boxes, best first, then the pose in each of the first max_poses."""
+
+    def __init__(self, detector: Any, estimator: PoseEstimator, logger: Any = logging.getLogger(__name__)):
+        self.detector, self.estimator = detector, estimator
+        # One estimate on a blank crop: tells the keypoint count, and allocates the pose session now
+        # rather than on the first frame with a person in it.
+        height, width = estimator.model_input_size[::-1]
+        keypoints, _ = estimator(np.zeros((height, width, 3), np.uint8), [[0, 0, width, height]])
+        self.skeleton = skeleton_for(keypoints.shape[1], logger)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.skeleton.keypoint_names
+
+    def __call__(self, image_bgr: np.ndarray, detector_confidence_threshold: float = 0.3,
+                 keypoint_score_threshold: float = 0.3, max_poses: int = 20) -> Poses:
+        boxes, scores = self.detector(image_bgr, detector_confidence_threshold)
+        boxes, scores = boxes[:max_poses], scores[:max_poses]
+        count = len(self.skeleton.keypoint_names)
+        if len(boxes) == 0:
+            keypoints, keypoint_scores = np.zeros((0, count, 2), np.float32), np.zeros((0, count), np.float32)
+        else:
+            keypoints, keypoint_scores = self.estimator(image_bgr, boxes)
+            keypoints[keypoint_scores < keypoint_score_threshold] = np.nan
+        return Poses(boxes, scores, keypoints, keypoint_scores, self.skeleton)
+
+    def option_problem(self, name: str, value: Any) -> str:
+        return ""  # every value the parameter ranges allow works
+
+
+def build_model(sessions: Mapping[str, Session], metadata: Mapping[str, Mapping[str, str]],
+                options: Mapping[str, Any], logger: Any = logging.getLogger(__name__)) -> TopDownPose:
+    """RTMPose on the `model` session, the person detector on the `detector_model` one."""
+    detector = person_detector(sessions["detector_model"], metadata["detector_model"], logger)
+    return TopDownPose(detector, PoseEstimator(sessions["model"]), logger)

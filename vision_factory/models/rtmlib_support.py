@@ -1,0 +1,47 @@
+"""What the models built on rtmlib share: rtmlib's processing run on our sessions, and weights given as a
+file or as a URL of rtmlib's model zoo (a zip holding end2end.onnx), downloaded with rtmlib's downloader."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vision_factory.backends.session import Session
+from vision_factory.errors import ConfigError
+
+URL_SCHEMES = ("http://", "https://")
+
+
+class OnOurSession:
+    """rtmlib's inference hook on one of our sessions. rtmlib's BaseTool.__init__, which would open a
+    runtime from a file path, is deliberately not called: the session is already open."""
+
+    session: Session
+
+    def inference(self, image: np.ndarray) -> list[np.ndarray]:
+        """One preprocessed HWC image -> the model's outputs (rtmlib's contract)."""
+        blob = np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
+        return self.session.run({self.session.input_name: blob})
+
+
+def onnx_weights_problem(model: str) -> str:
+    """'' if `model` is an existing file or an http(s) URL, else why not."""
+    if model.startswith(URL_SCHEMES) or Path(model).expanduser().is_file():
+        return ""
+    return f"model file '{model}' does not exist (give a file path or an http(s) URL of an .onnx or .zip)"
+
+
+def resolve_onnx_weights(model: str, download_dir: Path) -> Path:
+    """A file path as it is; a URL downloaded once into download_dir/rtmlib (a zip is unpacked to its
+    end2end.onnx, as rtmlib does for its model zoo)."""
+    problem = onnx_weights_problem(model)
+    if problem:
+        raise ConfigError(problem)
+    if not model.startswith(URL_SCHEMES):
+        return Path(model).expanduser()
+    from rtmlib.tools.file import download_checkpoint
+
+    try:
+        return Path(download_checkpoint(model, str(download_dir / "rtmlib"), progress=False))
+    except Exception as e:  # urllib raises URLError, HTTPError, timeouts; rtmlib re-raises them
+        raise ConfigError(f"model '{model}' could not be downloaded: {type(e).__name__}: {e}") from e
