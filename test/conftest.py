@@ -18,6 +18,9 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 # Tests import ultralytics (the reference) before vision_factory may; loading checkpoints stays restricted.
 os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"
 os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+# transformers keeps code it imports from checkpoints (the remote-code test) under HF_HOME: not in ~.
+os.environ.setdefault("HF_HOME", str(ROOT / ".cache" / "huggingface"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def asset(path: Path) -> Path:
@@ -30,13 +33,15 @@ def asset(path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """A colcon workspace with vision_factory, the yolo onnx, openvino and cuda packages and the rtmpose onnx
-    and openvino ones (with vision_factory_msgs, which the generator writes beside them), built once."""
+    """A colcon workspace with vision_factory, the yolo onnx, openvino and cuda packages, the rtmpose onnx
+    and openvino ones (with vision_factory_msgs, which the generator writes beside them) and the
+    depth_anything onnx and cuda ones, built once."""
     from vision_factory.workspace import colcon_build, create_workspace, workspace_env
 
     ws = tmp_path_factory.mktemp("ws")
     create_workspace(ws, [("yolo", "onnx"), ("yolo", "openvino"), ("yolo", "cuda"), ("rtmpose", "onnx"),
-                          ("rtmpose", "openvino")], weights={"yolo": str(asset(INT8_ONNX))})
+                          ("rtmpose", "openvino"), ("depth_anything", "onnx"), ("depth_anything", "cuda")],
+                     weights={"yolo": str(asset(INT8_ONNX))})
     colcon_build(ws)
     return ws, workspace_env(ws)
 

@@ -5,6 +5,7 @@ import itertools
 import os
 import subprocess
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -14,7 +15,7 @@ from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.serialization import deserialize_message
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 from vision_factory_msgs.msg import KeypointPoseArray, KeypointSkeleton
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
@@ -26,9 +27,25 @@ _DOMAINS = itertools.count(os.getpid() % 25 * 4)
 DISCOVERY_S = 30.0  # a running node publishes diagnostics every second: by then the probe hears it
 READY_S = 120.0  # a first launch may export
 SAFE_DOMAINS = 101  # ids 1..101: higher ones can collide with ephemeral ports (ROS 2 "About Domain ID")
-# Per model family: its per-frame result topic and type, and the latched topic a ready node has published.
-OUTPUTS = {"yolo": ("detections", Detection2DArray, "label_info", LabelInfo),
-           "rtmpose": ("poses", KeypointPoseArray, "skeleton", KeypointSkeleton)}
+
+
+@dataclass(frozen=True)
+class Family:
+    """What a probe hears from a model family's node: its topics (under the node) and their types, which
+    of them carries the per-frame results, and the latched one a ready node has published (None: a
+    ready node says "running" in its diagnostics instead)."""
+
+    topics: dict[str, type]
+    results: str
+    latched: str | None
+
+
+FAMILIES = {
+    "yolo": Family({"detections": Detection2DArray, "label_info": LabelInfo}, "detections", "label_info"),
+    "rtmpose": Family({"poses": KeypointPoseArray, "skeleton": KeypointSkeleton}, "poses", "skeleton"),
+    "depth_anything": Family({"inverse_depth_relative": Image, "depth": Image, "camera_info": CameraInfo},
+                             "inverse_depth_relative", None),
+}
 
 
 def next_domain() -> int:
@@ -45,7 +62,8 @@ def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path, managed
     ws, env = workspace
     domain = next_domain()
     package = f"{family}_{backend}"
-    results, results_type, latched, latched_type = OUTPUTS[family]
+    topics = {f"/{package}/{name}": kind for name, kind in {**FAMILIES[family].topics, "debug_image": Image}.items()}
+    latched = FAMILIES[family].latched
     overrides.setdefault("cache_dir", str(tmp_path / "cache"))
     executable = f"{package}_managed" if managed else package
     command = node_command(ws, package, executable, overrides, {"image_raw": "/camera/image_raw"})
@@ -55,9 +73,8 @@ def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path, managed
                                    stderr=subprocess.STDOUT)
 
     def new_probe() -> ReplayProbe:
-        return ReplayProbe({f"/{package}/{results}": results_type, f"/{package}/debug_image": Image,
-                            f"/{package}/{latched}": latched_type, "/diagnostics": DiagnosticArray},
-                           domain_id=domain, latched=(f"/{package}/{latched}",))
+        return ReplayProbe({**topics, "/diagnostics": DiagnosticArray}, domain_id=domain,
+                           latched=(f"/{package}/{latched}",) if latched else ())
 
     def node_ready(probe: ReplayProbe, timeout_s: float) -> bool:
         if managed:
@@ -65,6 +82,10 @@ def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path, managed
             ready = client.wait_for_service(timeout_sec=timeout_s)
             probe.node.destroy_client(client)
             return ready
+        if latched is None:
+            return probe.spin_until(lambda: process.poll() is not None or any(
+                status["state"] == "running" for status in diagnostics_of(probe, package)), timeout_s) \
+                and process.poll() is None
         return probe.wait_for_message(f"/{package}/{latched}", timeout_s, alive=lambda: process.poll() is None)
 
     probe = new_probe()
@@ -88,7 +109,7 @@ def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path, managed
 
 def results_of(probe: ReplayProbe, backend: str, family: str = "yolo") -> list:
     """Every per-frame result the <family>_<backend> node published so far."""
-    return probe.outputs[f"/{family}_{backend}/{OUTPUTS[family][0]}"]
+    return probe.outputs[f"/{family}_{backend}/{FAMILIES[family].results}"]
 
 
 def replay_and_collect(probe: ReplayProbe, backend: str, messages: list, topic: str = "/camera/image_raw",

@@ -61,7 +61,7 @@ def test_a_checkpoint_is_exported_once_per_backend_and_keyed_by_versions(tmp_pat
 
 
 def test_checkpoint_backends_refuse_onnx_files(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="the cuda backend runs PyTorch checkpoints \\(.pt\\)"):
+    with pytest.raises(ConfigError, match="the cuda backend runs PyTorch weights \\(a checkpoint \\(.pt\\)\\)"):
         prepare(asset(INT8_ONNX), "cuda", ExportCache(tmp_path))
 
 

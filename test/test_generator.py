@@ -71,12 +71,20 @@ def test_the_valid_fixture_parses() -> None:
     (dict(weights={"detector": {"default": "a\nb", "description": "x", "module": "m"}}),
      "field 'weights.detector': default and description must be one line"),
     (dict(weights={"threshold": {"default": "a.onnx", "description": "x", "module": "m"}}),
-     "field 'parameters.threshold': already declared by every node, by a backend or as weights"),
+     "field 'parameters.threshold': already declared by every node, by a backend, by an output kind or as weights"),
 ])
 def test_bad_manifests_are_refused_naming_the_field(changes: dict, message: str) -> None:
     with pytest.raises(ConfigError) as error:
         parse_manifest(manifest_text(**changes), "toy.yaml")
     assert str(error.value).startswith("toy.yaml: ") and message in str(error.value)
+
+
+def test_integer_steps_are_checked_as_ros_checks_them() -> None:
+    from vision_factory.parameters import ParameterSpec
+
+    spec = ParameterSpec("input_width", "integer", 518, "x", range=(14, 4088), step=14)
+    assert spec.validate(686) == "" and spec.validate(4088) == ""
+    assert spec.validate(690) == "690 is not 14 plus a multiple of 14"
 
 
 def test_extra_weights_become_live_parameters_and_gpu_runtime_picks_cuda() -> None:
@@ -95,7 +103,7 @@ def test_extra_weights_become_live_parameters_and_gpu_runtime_picks_cuda() -> No
 def test_shipped_manifests_load() -> None:
     assert load_manifest("yolo").module == "vision_factory.models.yolo"
     assert load_manifest("rtmpose").output == "poses"
-    with pytest.raises(ConfigError, match="unknown model 'yolo9000' \\(known: rtmpose, yolo"):
+    with pytest.raises(ConfigError, match="unknown model 'yolo9000' \\(known: depth_anything, rtmpose, yolo, zoedepth"):
         load_manifest("yolo9000")
 
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Callable, Mapping
 
 from vision_factory.backends import Backend
 from vision_factory.errors import ConfigError
-from vision_factory.export_cache import ExportCache, sha256_file
+from vision_factory.export_cache import ExportCache, sha256_path
 
 
 @dataclass(frozen=True)
@@ -39,24 +38,24 @@ def read_onnx_metadata(path: Path) -> dict[str, str]:
     return {prop.key: prop.value for prop in model.metadata_props}
 
 
-def prepare_artifact(model: ModuleType, model_name: str, backend: Backend, weights: Path,
+def prepare_artifact(model: Any, model_name: str, backend: Backend, weights: Path,
                      options: Mapping[str, Any], backend_options: Mapping[str, Any],
                      cache: ExportCache, logger: Any, on_export: Callable[[], None] | None = None) -> Artifact:
     """The artifact of `weights` for `backend`, from the cache or exported now (`on_export()` first)."""
-    is_onnx = weights.suffix == ".onnx"
-    if not is_onnx and weights.suffix not in model.CHECKPOINT_SUFFIXES:
-        checkpoints = f" or a checkpoint ({', '.join(model.CHECKPOINT_SUFFIXES)})" if model.CHECKPOINT_SUFFIXES else ""
+    is_onnx, is_checkpoint = weights.suffix == ".onnx", model.is_checkpoint(weights)
+    if not is_onnx and not is_checkpoint:
+        checkpoints = f" or {model.CHECKPOINTS}" if model.CHECKPOINTS else ""
         raise ConfigError(f"'{weights}' is not an ONNX file (.onnx){checkpoints}")
     if backend.source == "checkpoint":
-        if weights.suffix not in model.CHECKPOINT_SUFFIXES:
-            raise ConfigError(f"the {backend.name} backend runs PyTorch checkpoints "
-                              f"({', '.join(model.CHECKPOINT_SUFFIXES)}); '{weights}' is not one")
-        module, metadata = model.load_torch(weights)
+        if not is_checkpoint:
+            raise ConfigError(f"the {backend.name} backend runs PyTorch weights ({model.CHECKPOINTS}); "
+                              f"'{weights}' is not one")
+        module, metadata = model.load_torch(weights, options)
         return Artifact(weights, metadata, exported=False, module=module)
     if is_onnx and backend.converter() is None:
         return Artifact(weights, read_onnx_metadata(weights), exported=False)
 
-    fields = {"model": model_name, "weights_sha256": sha256_file(weights), "weights_format": weights.suffix,
+    fields = {"model": model_name, "weights_sha256": sha256_path(weights), "weights_format": weights.suffix,
               "backend": backend.name, "options": dict(options), **backend.runtime_fields(backend_options)}
     if not is_onnx:
         fields.update(model.exporter_fields())

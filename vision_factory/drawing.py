@@ -4,6 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from vision_factory.depth import DepthMap
 from vision_factory.detections import Detections
 from vision_factory.poses import Poses
 
@@ -37,3 +38,10 @@ def draw_poses(image_bgr: np.ndarray, poses: Poses) -> np.ndarray:
         for point in points[shown]:
             cv2.circle(canvas, tuple(point.tolist()), 3, (0, 0, 255), -1)
     return canvas
+
+
+def colour_depth(depth: DepthMap, top: float) -> np.ndarray:
+    """BGR image of the depth values on OpenCV's turbo scale, 0 at the bottom and `top` at the top (fixed,
+    never per-frame normalisation, so colours mean the same in every frame)."""
+    scaled = np.clip(depth.values * (255.0 / top), 0, 255).astype(np.uint8)
+    return cv2.applyColorMap(scaled, cv2.COLORMAP_TURBO)

@@ -35,6 +35,16 @@ def default_cache_root() -> Path:
     return Path.home() / ".cache" / "vision_factory"
 
 
+def sha256_path(path: Path) -> str:
+    """sha256 of a file, or of a folder's files (their relative paths and contents, in sorted order)."""
+    if not path.is_dir():
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(path).as_posix()}\0{sha256_file(file)}\n".encode())
+    return digest.hexdigest()
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file's content."""
     digest = hashlib.sha256()

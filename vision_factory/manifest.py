@@ -12,17 +12,16 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import yaml
 
 from vision_factory.backends import BACKENDS, GPU_RUNTIMES, Backend, all_backend_parameters, get_backend
 from vision_factory.errors import ConfigError
-from vision_factory.parameters import COMMON_PARAMETERS, ParameterSpec
+from vision_factory.parameters import COMMON_PARAMETERS, OUTPUT_PARAMETERS, ParameterSpec
 
 # Output kinds a model can declare; each maps to a publisher in vision_factory.outputs.
-OUTPUTS = ("detections", "poses")
+OUTPUTS = ("detections", "poses", "depth")
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 _KEYS = {"name": str, "summary": str, "module": str, "output": str, "backends": list,
          "default_weights": str, "parameters": dict}
@@ -31,7 +30,14 @@ _OPTIONAL_KEYS = {"gpu_runtime": (str, "pytorch"), "weights": (dict, {})}
 _UNSAFE_TEXT = re.compile(r'[\n\r\0<>&]|"""|\'\'\'')
 _PARAMETER_KEYS = {"type", "default", "description", "range", "step", "choices", "applies"}
 _WEIGHTS_KEYS = {"default", "description", "module"}
-MODULE_PATH = re.compile(r"^[A-Za-z_][\w.]*$")
+MODULE_PATH = re.compile(r"^[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?$")  # module, or module:object
+
+
+def import_contract(path: str) -> Any:
+    """The module `a.b`, or the object `name` in it for `a.b:name` (see vision_factory.models)."""
+    module, _, name = path.partition(":")
+    loaded = importlib.import_module(module)
+    return getattr(loaded, name) if name else loaded
 
 
 @dataclass(frozen=True)
@@ -43,8 +49,8 @@ class Weights:
     default: str
     module: str
 
-    def load_module(self) -> ModuleType:
-        return importlib.import_module(self.module)
+    def load_module(self) -> Any:
+        return import_contract(self.module)
 
 
 @dataclass(frozen=True)
@@ -62,9 +68,9 @@ class Manifest:
     gpu_runtime: str = "pytorch"
     extra_weights: tuple[Weights, ...] = ()
 
-    def load_module(self) -> ModuleType:
+    def load_module(self) -> Any:
         """The model module (pure preprocess / postprocess, exporters)."""
-        return importlib.import_module(self.module)
+        return import_contract(self.module)
 
     @property
     def weights(self) -> tuple[Weights, ...]:
@@ -115,7 +121,8 @@ def parse_manifest(text: str, source: str) -> Manifest:
             raise fail("backends", f"unknown backend '{backend}' (known: {', '.join(BACKENDS)})")
     if data["gpu_runtime"] not in GPU_RUNTIMES:
         raise fail("gpu_runtime", f"'{data['gpu_runtime']}' is not one of: {', '.join(GPU_RUNTIMES)}")
-    taken = {p.name for p in COMMON_PARAMETERS} | all_backend_parameters()
+    taken = {p.name for p in COMMON_PARAMETERS} | all_backend_parameters() | {
+        p.name for specs in OUTPUT_PARAMETERS.values() for p in specs}
     parameters, extra_weights = [], []
     for name, spec in data["weights"].items():
         field = f"weights.{name}"
@@ -138,7 +145,7 @@ def parse_manifest(text: str, source: str) -> Manifest:
         if not isinstance(name, str) or not IDENTIFIER.match(name):
             raise fail(field, "a parameter name is a lower-case identifier")
         if name in taken:
-            raise fail(field, "already declared by every node, by a backend or as weights")
+            raise fail(field, "already declared by every node, by a backend, by an output kind or as weights")
         if not isinstance(spec, dict):
             raise fail(field, "expected a mapping")
         extra = sorted(set(spec) - _PARAMETER_KEYS)

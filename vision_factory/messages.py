@@ -1,6 +1,7 @@
 """Building the ROS messages the nodes publish: vision_msgs detections and label maps, bgr8 images."""
 from __future__ import annotations
 
+import sys
 from typing import Sequence
 
 import numpy as np
@@ -36,6 +37,14 @@ def label_info(labels: Sequence[str], threshold: float, header: Header) -> Label
     """vision_msgs/LabelInfo: the model's class map, published once on a latched topic."""
     return LabelInfo(header=header, threshold=float(threshold),
                      class_map=[VisionClass(class_id=i, class_name=name) for i, name in enumerate(labels)])
+
+
+def depth_image(values: np.ndarray, header: Header) -> Image:
+    """sensor_msgs/Image 32FC1 (REP 118: one float32 per pixel, in the machine's byte order) from (H, W)."""
+    height, width = values.shape
+    return Image(header=header, height=height, width=width, encoding="32FC1",
+                 is_bigendian=int(sys.byteorder == "big"), step=width * 4,
+                 data=np.ascontiguousarray(values, dtype=np.float32).tobytes())
 
 
 def bgr8_image(image: np.ndarray, header: Header) -> Image:

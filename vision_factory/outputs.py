@@ -5,14 +5,15 @@ from typing import Any
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile
-from sensor_msgs.msg import Image
+from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from vision_factory import messages
 from vision_factory.detections import Detections
-from vision_factory.drawing import draw_detections, draw_poses
+from vision_factory.depth import METRIC, RELATIVE, DepthMap
+from vision_factory.drawing import colour_depth, draw_detections, draw_poses
 from vision_factory.poses import Poses, Skeleton
 
 RESULT_QOS = QoSProfile(depth=10)
@@ -77,4 +78,39 @@ class PoseOutput:
             self._debug.publish(messages.bgr8_image(draw_poses(image_bgr, result), header))
 
 
-OUTPUTS: dict[str, Any] = {"detections": DetectionOutput, "poses": PoseOutput}
+class DepthOutput:
+    """~/depth (metric models: 32FC1 metres, REP 118) or ~/inverse_depth_relative (relative models: 32FC1
+    affine-invariant inverse depth), every processed frame, at the input's size and with its header;
+    ~/camera_info (the latest message of camera_info_topic with the depth image's header) when that
+    parameter is set; ~/debug_image (turbo-coloured bgr8, 0 to debug_image_range) on request."""
+
+    def __init__(self, node: Node):
+        self._publishers = {METRIC: node.create_publisher(Image, "~/depth", RESULT_QOS),
+                            RELATIVE: node.create_publisher(Image, "~/inverse_depth_relative", RESULT_QOS)}
+        self._debug = node.create_publisher(Image, "~/debug_image", RESULT_QOS)
+        self._camera_info: CameraInfo | None = None
+        self._camera_info_publisher = None
+        topic = node.get_parameter("camera_info_topic").value
+        if topic:
+            self._camera_info_publisher = node.create_publisher(CameraInfo, "~/camera_info", RESULT_QOS)
+            # The sensor-data profile (best effort) matches any driver, reliable or not.
+            node.create_subscription(CameraInfo, topic, self._on_camera_info, qos_profile_sensor_data)
+        self._debug_range = 10.0
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
+    def configure(self, values: dict[str, Any], model: Any) -> None:
+        self._debug_range = float(values["debug_image_range"])
+
+    def publish(self, result: DepthMap, header: Header, image_bgr: np.ndarray, debug_image: bool) -> None:
+        self._publishers[result.kind].publish(messages.depth_image(result.values, header))
+        camera_info = self._camera_info
+        if self._camera_info_publisher is not None and camera_info is not None:
+            camera_info.header = header
+            self._camera_info_publisher.publish(camera_info)
+        if debug_image:
+            self._debug.publish(messages.bgr8_image(colour_depth(result, self._debug_range), header))
+
+
+OUTPUTS: dict[str, Any] = {"detections": DetectionOutput, "poses": PoseOutput, "depth": DepthOutput}

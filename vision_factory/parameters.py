@@ -1,7 +1,8 @@
 """ROS parameter specs: one table of what every node declares, validated the same way everywhere.
 
-Specs come from three places and are merged by the generator into one list per node:
-COMMON_PARAMETERS (every node), the backend's row in backends.BACKENDS, and the model manifest.
+Specs come from four places and are merged by the generator into one list per node:
+COMMON_PARAMETERS (every node), the backend's row in backends.BACKENDS, OUTPUT_PARAMETERS of the model's
+output kind, and the model manifest.
 """
 from __future__ import annotations
 
@@ -52,6 +53,10 @@ class ParameterSpec:
             return f"expected a {self.type}, got {type(value).__name__}"
         if self.range is not None and not self.range[0] <= value <= self.range[1]:
             return f"{value} is outside [{self.range[0]}, {self.range[1]}]"
+        # As ROS checks an integer range's step: a multiple from the start, or the end itself.
+        if self.type == "integer" and self.step and self.range is not None \
+                and (value - self.range[0]) % self.step and value != self.range[1]:
+            return f"{value} is not {self.range[0]} plus a multiple of {self.step}"
         if self.choices and value not in self.choices:
             return f"'{value}' is not one of: {', '.join(self.choices)}"
         return ""
@@ -104,3 +109,16 @@ COMMON_PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("diagnostics_latency_ms", "double", 1000.0, "Diagnostics turn WARN when the p99 latency "
                   "from receiving a frame to publishing its result exceeds this.", range=(1.0, 600000.0)),
 )
+
+# Parameters of an output kind (a manifest's `output`), declared by every node that publishes it.
+OUTPUT_PARAMETERS: dict[str, tuple[ParameterSpec, ...]] = {
+    "depth": (
+        ParameterSpec("camera_info_topic", "string", "", "A sensor_msgs/CameraInfo topic to republish on "
+                      "~/camera_info with each depth image's header, so depth_image_proc can make point clouds "
+                      "(depth is at the input resolution: the intrinsics apply unchanged). Empty: none.",
+                      applies="start"),
+        ParameterSpec("debug_image_range", "double", 10.0, "The value at the top of ~/debug_image's turbo colour "
+                      "scale (0 at the bottom): metres for metric depth, the model's units for relative inverse "
+                      "depth.", range=(0.001, 1000000.0)),
+    ),
+}

@@ -1,12 +1,15 @@
 """Model families. A manifest names a model module and, per set of weights it loads, a weights module
-(the model module itself for the `model` weights). A weights module implements, for runner and artifacts:
+(the model module itself for the `model` weights); either may be `module:object`, an object in a module
+that implements the contract (one module serving several similar families). A weights module implements,
+for runner and artifacts:
 
-  CHECKPOINT_SUFFIXES            weight suffixes that are exported to ONNX (or loaded by PyTorch backends)
+  CHECKPOINTS                    what it exports to ONNX, for messages ("a checkpoint (.pt)"; "" if nothing)
+  is_checkpoint(path) -> bool    whether `path` is such weights (exported, or loaded by PyTorch backends)
   weights_problem(model) -> str  '' if `model` is a file or a downloadable name, else why not
   resolve_weights(model, dir)    a weights path, or a name the model's library downloads into dir
   export_onnx(weights, dst, options, logger) -> dict   writes dst; returns exporter versions
   exporter_fields() -> dict      versions an export depends on (part of its cache key)
-  load_torch(weights) -> (nn.Module, metadata)         forward returns the ONNX export's raw outputs
+  load_torch(weights, options) -> (nn.Module, metadata)   forward returns the ONNX export's raw outputs
                                                        (only for models whose cuda / rocm run PyTorch)
 The model module also implements
 

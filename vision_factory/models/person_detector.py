@@ -19,21 +19,20 @@ from vision_factory.models import yolo
 from vision_factory.models.rtmlib_support import OnOurSession, onnx_weights_problem, resolve_onnx_weights
 
 # A YOLO .pt checkpoint is exported to ONNX with ultralytics, at this input size.
-CHECKPOINT_SUFFIXES = yolo.CHECKPOINT_SUFFIXES
+CHECKPOINTS, is_checkpoint, exporter_fields = yolo.CHECKPOINTS, yolo.is_checkpoint, yolo.exporter_fields
 YOLO_IMGSZ = 640
-exporter_fields = yolo.exporter_fields
 
 
 def weights_problem(model: str) -> str:
     """'' if `model` can name detector weights: a YOLO checkpoint (file or ultralytics name), an ONNX file or
     an http(s) URL; else why not."""
-    if Path(model).suffix in CHECKPOINT_SUFFIXES:
+    if is_checkpoint(Path(model)):
         return yolo.weights_problem(model)
     return onnx_weights_problem(model)
 
 
 def resolve_weights(model: str, download_dir: Path) -> Path:
-    if Path(model).suffix in CHECKPOINT_SUFFIXES:
+    if is_checkpoint(Path(model)):
         return yolo.resolve_weights(model, download_dir)
     return resolve_onnx_weights(model, download_dir)
 

@@ -10,6 +10,7 @@ RTMPose weights are ONNX files (rtmlib's model zoo), so there is nothing to expo
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -21,7 +22,7 @@ from vision_factory.models.person_detector import person_detector
 from vision_factory.models.rtmlib_support import OnOurSession, onnx_weights_problem, resolve_onnx_weights
 from vision_factory.poses import Poses, Skeleton
 
-CHECKPOINT_SUFFIXES: tuple[str, ...] = ()
+CHECKPOINTS = ""  # nothing to export: the weights are ONNX
 weights_problem = onnx_weights_problem
 resolve_weights = resolve_onnx_weights
 
@@ -48,6 +49,10 @@ class PoseEstimator(OnOurSession, RTMPose):
         boxes = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)
         keypoints, scores = RTMPose.__call__(self, image_bgr, list(boxes))
         return keypoints.astype(np.float32), scores.astype(np.float32)
+
+
+def is_checkpoint(weights: Path) -> bool:
+    return False
 
 
 def skeleton_for(keypoint_count: int, logger: Any = logging.getLogger(__name__)) -> Skeleton:

@@ -21,6 +21,7 @@ from vision_factory.letterbox import Letterbox, letterbox
 from vision_factory.nms import class_aware_nms
 
 CHECKPOINT_SUFFIXES = (".pt",)
+CHECKPOINTS = "a checkpoint (.pt)"
 PAD_VALUE = 114
 MAX_NMS_CANDIDATES = 30000  # as ultralytics: only the best-scored candidates enter NMS
 
@@ -58,6 +59,10 @@ def resolve_weights(model: str, download_dir: Path) -> Path:
     if not downloaded.is_file():
         raise ConfigError(f"model '{model}' is not a file and could not be downloaded")
     return downloaded
+
+
+def is_checkpoint(weights: Path) -> bool:
+    return weights.suffix in CHECKPOINT_SUFFIXES
 
 
 def exporter_fields() -> dict[str, str]:
@@ -100,7 +105,7 @@ def export_onnx(weights: Path, dst: Path, options: Mapping[str, Any], logger: An
     return {"exporter": "ultralytics", **exporter_fields()}
 
 
-def load_torch(weights: Path) -> tuple[Any, dict[str, str]]:
+def load_torch(weights: Path, options: Mapping[str, Any]) -> tuple[Any, dict[str, str]]:
     """The fused detection network, returning the raw head output as the ONNX export does."""
     import torch
 
