@@ -16,13 +16,14 @@ from conftest import IMAGES, asset
 pytest.importorskip("transformers", reason="the depth models load transformers checkpoints")
 pytest.importorskip("torch")
 import torch  # noqa: E402
-from depth_models import depth_anything_checkpoint, mean_channel_depth_model, zoedepth_checkpoint  # noqa: E402
 
 from vision_factory.errors import ConfigError  # noqa: E402
 from vision_factory.generator import plan_package  # noqa: E402
 from vision_factory.manifest import load_manifest  # noqa: E402
 from vision_factory.models.transformers_depth import DEPTH_ANYTHING, ZOEDEPTH  # noqa: E402
 from vision_factory.runner import build_runner  # noqa: E402
+from vision_factory.stand_in_models import (depth_anything_checkpoint, mean_channel_depth_model,  # noqa: E402
+                                            zoedepth_checkpoint)
 
 LOG = logging.getLogger("test")
 RELATIVE_TOLERANCE = 1e-3  # of the reference's largest value, per pixel

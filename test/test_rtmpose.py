@@ -21,8 +21,6 @@ from reference import annotated_people, iou
 
 pytest.importorskip("rtmlib", reason="the rtmpose model uses rtmlib's processing")
 pytest.importorskip("onnx")
-from pose_models import (KEYPOINTS, PEAK_X, PEAK_Y, expected_keypoints,  # noqa: E402
-                         fixed_boxes_detector, known_answer_pose_model, peak_bins)
 
 from vision_factory.backends.onnxruntime_session import OnnxRuntimeSession  # noqa: E402
 from vision_factory.backends.openvino_session import OpenVinoSession, convert_onnx  # noqa: E402
@@ -33,6 +31,8 @@ from vision_factory.models import person_detector, rtmpose  # noqa: E402
 from vision_factory.models.person_detector import YoloPersons, YoloxPersons  # noqa: E402
 from vision_factory.models.rtmpose import PoseEstimator, skeleton_for  # noqa: E402
 from vision_factory.runner import build_runner  # noqa: E402
+from vision_factory.stand_in_models import (KEYPOINTS, PEAK_X, PEAK_Y, expected_keypoints,  # noqa: E402
+                                            fixed_boxes_detector, known_answer_pose_model, peak_bins)
 
 DETECTOR = ASSETS / "models" / "yolox_nano_8xb8-300e_humanart-40f6f0d0.onnx"
 COCO = ASSETS / "images" / "coco_mmpose"

@@ -1,11 +1,21 @@
 """`vision-factory bench`: how fast, how lean and how quick to start each node is, next to what users run
 today, measured in one run so the ratios are fair.
 
-    vision-factory bench [--quick] [--out out/bench] [--backends onnx,openvino,cuda]
+    vision-factory bench [--quick] [--out out/bench] [--models yolo,rtmpose,depth_anything]
+                         [--backends onnx,openvino,cuda]
 
-For each YOLO x backend that can run on this machine, and for the baseline (an rclpy node calling
-ultralytics predict per frame, as yolo_ros does), with the same weights and input size:
-  raw inference   the backend session alone on a preprocessed tensor: p50/p90/p99, frames per second
+For each model x backend that can run on this machine, and for the model's baseline, with the same weights
+and input size:
+  yolo            baseline: an rclpy node calling ultralytics predict per frame (as yolo_ros does);
+                  weights: the real YOLOv8n checkpoint in ../shared/assets
+  rtmpose         baseline: rtmlib's Body pipeline in an rclpy node; the real YOLOX-nano person detector,
+                  and an RTMPose stand-in with RTMPose's signature but almost no compute (no real RTMPose
+                  weights here): the rows measure the detector and the pipeline around the networks
+  depth_anything  baseline: transformers' depth-estimation pipeline in an rclpy node; the real
+                  Depth-Anything-V2-Small architecture built from its config (speed does not depend on
+                  the weights' values; --quick uses a tiny one)
+Figures:
+  raw inference   the backend sessions alone on preprocessed tensors: p50/p90/p99, frames per second
   end to end      640x480 frames sent one at a time into the node process; frame stamp -> answer
                   received by another process: p50/p90/p99
   overhead        end-to-end p50 / raw p50 (1.0 is the physical limit)
@@ -13,12 +23,13 @@ ultralytics predict per frame, as yolo_ros does), with the same weights and inpu
                   rest are dropped), and the node's CPU use at the highest rate
   cold start      process start -> first answer, with an empty and with a warm export cache
   memory          peak resident memory (VmHWM) of the node process
-Writes bench.json, bench.md and bench_latency.png, bench_throughput.png, bench_memory.png into --out and
-prints the table. --quick (CI) runs every code path with a few frames per pair.
+Writes bench.json, bench.md and per model bench_<model>_latency.png, _throughput.png, _memory.png into
+--out and prints the table. --quick (CI) runs every code path with a few frames per pair.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import json
 import platform
@@ -36,7 +47,6 @@ from vision_factory.workspace import (colcon_build, create_workspace, node_comma
 
 ASSETS = shared_assets()
 FRAME_WH = (640, 480)
-BASELINE = "ultralytics predict node"
 # Backend -> the module it needs to run here; tensorrt also needs a GPU.
 RUNTIMES = {"onnx": "onnxruntime", "openvino": "openvino", "cuda": "torch", "rocm": "torch", "tensorrt": "tensorrt"}
 
@@ -50,9 +60,57 @@ class Plan:
     rates_hz: tuple[float, ...]
     seconds_per_rate: float
 
-    @staticmethod
-    def make(quick: bool) -> "Plan":
-        return Plan(10, 8, (10.0, 40.0), 1.0) if quick else Plan(200, 200, (5.0, 10.0, 20.0, 40.0), 5.0)
+
+QUICK = Plan(10, 8, (10.0, 40.0), 1.0)
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One model's nodes and what users run for it today (see the module docstring)."""
+
+    model: str
+    answers: str  # the result topic under a node
+    answer_type: str  # "package.msg:Type"
+    baseline: str  # its name in the tables
+    baseline_topic: str
+    raw_backend: str  # the baseline runs this backend's network and runtime: the same raw figure
+    full: Plan
+
+    def plan(self, quick: bool) -> Plan:
+        return QUICK if quick else self.full
+
+    def answer_class(self) -> Any:
+        module, name = self.answer_type.split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+SUITES = {s.model: s for s in (
+    Suite("yolo", "detections", "vision_msgs.msg:Detection2DArray", "ultralytics predict node",
+          "/ultralytics_predict/detections", "cuda", Plan(200, 200, (5.0, 10.0, 20.0, 40.0), 5.0)),
+    Suite("rtmpose", "poses", "vision_factory_msgs.msg:KeypointPoseArray", "rtmlib Body node", "/rtmlib_body/poses",
+          "onnx", Plan(200, 200, (5.0, 10.0, 20.0, 40.0), 5.0)),
+    # About a second a frame on a 2-core CPU: fewer frames, slower rates.
+    Suite("depth_anything", "inverse_depth_relative", "sensor_msgs.msg:Image", "transformers pipeline node",
+          "/transformers_depth_pipeline/inverse_depth_relative", "cuda", Plan(30, 40, (0.5, 1.0, 2.0, 4.0), 10.0)),
+)}
+
+
+def suite_weights(model: str, quick: bool, folder: Path, yolo_weights: Path) -> tuple[dict[str, str], list[str]]:
+    """The node parameters naming `model`'s benchmark weights, and the baseline's arguments for the same."""
+    from vision_factory.stand_in_models import depth_anything_checkpoint, known_answer_pose_model, peak_bins
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if model == "yolo":
+        return {"model": str(yolo_weights)}, ["yolo", "--weights", str(yolo_weights), "--imgsz", "640"]
+    if model == "rtmpose":
+        pose = known_answer_pose_model(folder / "rtmpose_stand_in.onnx", peak_bins())
+        detector = ASSETS / "models" / "yolox_nano_8xb8-300e_humanart-40f6f0d0.onnx"
+        return {"model": str(pose), "detector_model": str(detector)}, ["pose", "--detector", str(detector),
+                                                                        "--pose", str(pose)]
+    checkpoint = folder / f"depth_anything_{'tiny' if quick else 'small'}"
+    if not checkpoint.is_dir():
+        depth_anything_checkpoint(checkpoint, size="tiny" if quick else "small")
+    return {"model": str(checkpoint)}, ["depth", "--model", str(checkpoint)]
 
 
 def bench_frames(bag: Path) -> list[Any]:
@@ -86,15 +144,16 @@ def _torch_has(build: str) -> bool:
     return getattr(torch.version, build, None) is not None
 
 
-def raw_inference(backend: str, weights: Path, env: dict[str, str], image: Path, cache_dir: Path,
-                  plan: Plan) -> dict[str, Any]:
-    """The backend session alone on a preprocessed tensor, measured in a process of its own."""
-    command = [sys.executable, "-m", "vision_factory.bench.raw_session", "--backend", backend, "--weights",
-               str(weights), "--image", str(image), "--iterations", str(plan.raw_iterations),
-               "--cache-dir", str(cache_dir)]
+def raw_inference(model: str, backend: str, weights: dict[str, str], env: dict[str, str], image: Path,
+                  cache_dir: Path, plan: Plan) -> dict[str, Any]:
+    """The backend sessions alone on preprocessed tensors, measured in a process of their own."""
+    command = [sys.executable, "-m", "vision_factory.bench.raw_session", "--model", model, "--backend", backend,
+               "--image", str(image), "--iterations", str(plan.raw_iterations), "--cache-dir", str(cache_dir)]
+    for name, value in weights.items():
+        command += ["-p", f"{name}={value}"]
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"raw inference on {backend} failed:\n{result.stderr[-2000:]}")
+        raise RuntimeError(f"raw inference of {model} on {backend} failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -107,15 +166,13 @@ def node_figures(node: NodeUnderTest, plan: Plan) -> dict[str, Any]:
             "sweep": sweep, "peak_rss_mb": round(node.peak_rss_mb(), 1)}
 
 
-def measure(name: str, command: list[str], answers_topic: str, env: dict[str, str], frames: list[Any],
-            domain: int, plan: Plan, log_dir: Path, empty_cache_run: bool) -> dict[str, Any]:
+def measure(name: str, command: list[str], answers_topic: str, answer_type: Any, env: dict[str, str],
+            frames: list[Any], domain: int, plan: Plan, log_dir: Path, empty_cache_run: bool) -> dict[str, Any]:
     """Launch the node (twice when `empty_cache_run`: the first fills the cache) and take its figures."""
-    from vision_msgs.msg import Detection2DArray
-
     figures: dict[str, Any] = {"cold_start_empty_s": None}
     launches = ["empty", "warm"] if empty_cache_run else ["warm"]
     for launch in launches:
-        node = NodeUnderTest(command, env, answers_topic, Detection2DArray, frames, domain,
+        node = NodeUnderTest(command, env, answers_topic, answer_type, frames, domain,
                              log_dir / f"{name.replace(' ', '_')}-{launch}.log")
         try:
             seconds = node.start()
@@ -129,39 +186,54 @@ def measure(name: str, command: list[str], answers_topic: str, env: dict[str, st
     return figures
 
 
-def run_benchmark(ws: Path, env: dict[str, str], backends: list[str], weights: Path, frames: list[Any],
-                  plan: Plan, out: Path, domain: int) -> list[dict[str, Any]]:
-    """Every runnable backend's node and the baseline, with `weights` (a .pt checkpoint)."""
+def run_suite(suite: Suite, ws: Path, env: dict[str, str], backends: list[str], yolo_weights: Path,
+              frames: list[Any], quick: bool, out: Path, domain: int) -> list[dict[str, Any]]:
+    """Every runnable backend's node of `suite.model` and its baseline."""
     import cv2
 
     from vision_factory.image_conversion import image_to_bgr
 
+    plan = suite.plan(quick)
     image = out / "bench_frame.png"  # the raw figures use the first frame the nodes get
     cv2.imwrite(str(image), image_to_bgr(frames[0]))
+    weights, baseline_args = suite_weights(suite.model, quick, out / "weights", yolo_weights)
     rows = []
     for backend in backends:
         with tempfile.TemporaryDirectory() as cache:
-            raw = raw_inference(backend, weights, env, image, Path(cache) / "raw", plan)
-            package = f"yolo_{backend}"
-            command = node_command(ws, package, package, {"model": str(weights), "cache_dir": cache},
+            raw = raw_inference(suite.model, backend, weights, env, image, Path(cache) / "raw", plan)
+            package = f"{suite.model}_{backend}"
+            command = node_command(ws, package, package, {**weights, "cache_dir": cache},
                                    {"image_raw": "/camera/image_raw"})
-            node = measure(package, command, f"/{package}/detections", env, frames, domain, plan, out, True)
-        rows.append({"name": package, "backend": backend, "raw": raw, **node})
-    torch_raw = next((r["raw"] for r in rows if r["backend"] == "cuda"), None)
-    if torch_raw is None and importlib.util.find_spec("torch") is not None:
+            node = measure(package, command, f"/{package}/{suite.answers}", suite.answer_class(), env, frames,
+                           domain, plan, out, True)
+        rows.append({"name": package, "model": suite.model, "backend": backend, "raw": raw, **node})
+    baseline_raw = next((r["raw"] for r in rows if r["backend"] == suite.raw_backend), None)
+    if baseline_raw is None and importlib.util.find_spec(RUNTIMES[suite.raw_backend]) is not None:
         with tempfile.TemporaryDirectory() as cache:
-            torch_raw = raw_inference("cuda", weights, env, image, Path(cache), plan)
-    if torch_raw is not None:
-        command = [sys.executable, "-m", "vision_factory.bench.ultralytics_node", "--weights", str(weights),
-                   "--imgsz", "640", "--ros-args", "-r", "image_raw:=/camera/image_raw"]
-        baseline = measure(BASELINE, command, "/ultralytics_predict/detections", env, frames, domain, plan, out,
-                           False)
-        # Its network is the one the cuda backend runs (ultralytics' PyTorch model): the same raw figure.
-        rows.append({"name": BASELINE, "backend": "ultralytics (PyTorch)", "raw": torch_raw, **baseline})
+            baseline_raw = raw_inference(suite.model, suite.raw_backend, weights, env, image, Path(cache), plan)
+    if baseline_raw is not None:
+        command = [sys.executable, "-m", "vision_factory.bench.baselines", *baseline_args,
+                   "--ros-args", "-r", "image_raw:=/camera/image_raw"]
+        baseline = measure(suite.baseline, command, suite.baseline_topic, suite.answer_class(), env, frames, domain,
+                           plan, out, False)
+        rows.append({"name": suite.baseline, "model": suite.model, "backend": "baseline", "raw": baseline_raw,
+                     **baseline})
     for row in rows:
         raw_p50, e2e_p50 = row["raw"]["p50_ms"], row["e2e"]["p50_ms"]
         row["overhead"] = round(e2e_p50 / raw_p50, 2) if raw_p50 and e2e_p50 else None
         row["max_output_hz"] = max(s["output_hz"] for s in row["sweep"])
+    return rows
+
+
+def run_benchmark(ws: Path, env: dict[str, str], models: list[str], backends: list[str], yolo_weights: Path,
+                  frames: list[Any], quick: bool, out: Path, domain: int) -> list[dict[str, Any]]:
+    """Every suite of `models`, on the backends of `backends` its manifest supports."""
+    from vision_factory.manifest import load_manifest
+
+    rows = []
+    for model in models:
+        supported = [b for b in backends if b in load_manifest(model).backends]
+        rows += run_suite(SUITES[model], ws, env, supported, yolo_weights, frames, quick, out, domain)
     return rows
 
 
@@ -181,63 +253,67 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def ratios(rows: list[dict[str, Any]]) -> str:
-    """Our nodes against the baseline, from this run."""
-    baseline = next((r for r in rows if r["name"] == BASELINE), None)
-    if baseline is None:
-        return ""
+    """Our nodes against their model's baseline, from this run."""
     lines = []
-    for r in rows:
-        if r is baseline:
+    for model in dict.fromkeys(r["model"] for r in rows):
+        baseline = next((r for r in rows if r["model"] == model and r["backend"] == "baseline"), None)
+        if baseline is None:
             continue
-        lines.append(f"- {r['name']}: {r['max_output_hz'] / baseline['max_output_hz']:.2f}x the baseline's "
-                     f"throughput, {r['peak_rss_mb'] / baseline['peak_rss_mb']:.0%} of its peak RSS, "
-                     f"e2e p50 {r['e2e']['p50_ms'] / baseline['e2e']['p50_ms']:.2f}x its")
+        for r in rows:
+            if r["model"] == model and r is not baseline:
+                lines.append(f"- {r['name']}: {r['max_output_hz'] / baseline['max_output_hz']:.2f}x the "
+                             f"{baseline['name']}'s throughput, {r['peak_rss_mb'] / baseline['peak_rss_mb']:.0%} of "
+                             f"its peak RSS, e2e p50 {r['e2e']['p50_ms'] / baseline['e2e']['p50_ms']:.2f}x its")
     return "\n".join(lines)
 
 
 def write_plots(rows: list[dict[str, Any]], out: Path) -> None:
+    """Per model: latency distributions, throughput against input rate, peak memory."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [r["name"] for r in rows]
-    figure, axes = plt.subplots(figsize=(8, 4))
-    axes.boxplot([r["latencies_ms"] for r in rows], showfliers=True)
-    axes.set_xticks(range(1, len(names) + 1), names, rotation=15)
-    axes.set(ylabel="ms", title="frame stamp -> answer received, 640x480, one frame at a time")
-    figure.tight_layout()
-    figure.savefig(out / "bench_latency.png", dpi=100)
-    plt.close(figure)
+    for model in dict.fromkeys(r["model"] for r in rows):
+        group = [r for r in rows if r["model"] == model]
+        names = [r["name"] for r in group]
+        figure, axes = plt.subplots(figsize=(8, 4))
+        axes.boxplot([r["latencies_ms"] for r in group], showfliers=True)
+        axes.set_xticks(range(1, len(names) + 1), names, rotation=15)
+        axes.set(ylabel="ms", title=f"{model}: frame stamp -> answer received, 640x480, one frame at a time")
+        figure.tight_layout()
+        figure.savefig(out / f"bench_{model}_latency.png", dpi=100)
+        plt.close(figure)
 
-    figure, axes = plt.subplots(figsize=(8, 4))
-    for r in rows:
-        axes.plot([s["input_hz"] for s in r["sweep"]], [s["output_hz"] for s in r["sweep"]], marker="o",
-                  label=r["name"])
-    rates = [s["input_hz"] for s in rows[0]["sweep"]]
-    axes.plot(rates, rates, color="grey", linestyle=":", label="every frame answered")
-    axes.set(xlabel="input frames/s", ylabel="answers/s", title="throughput (latest-frame policy drops the rest)")
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(out / "bench_throughput.png", dpi=100)
-    plt.close(figure)
+        figure, axes = plt.subplots(figsize=(8, 4))
+        for r in group:
+            axes.plot([s["input_hz"] for s in r["sweep"]], [s["output_hz"] for s in r["sweep"]], marker="o",
+                      label=r["name"])
+        rates = [s["input_hz"] for s in group[0]["sweep"]]
+        axes.plot(rates, rates, color="grey", linestyle=":", label="every frame answered")
+        axes.set(xlabel="input frames/s", ylabel="answers/s",
+                 title=f"{model}: throughput (latest-frame policy drops the rest)")
+        axes.legend(fontsize=8)
+        figure.tight_layout()
+        figure.savefig(out / f"bench_{model}_throughput.png", dpi=100)
+        plt.close(figure)
 
-    figure, axes = plt.subplots(figsize=(8, 4))
-    axes.bar(names, [r["peak_rss_mb"] for r in rows])
-    axes.set(ylabel="MiB", title="peak resident memory (VmHWM) of the node process")
-    axes.tick_params(axis="x", rotation=15)
-    figure.tight_layout()
-    figure.savefig(out / "bench_memory.png", dpi=100)
-    plt.close(figure)
+        figure, axes = plt.subplots(figsize=(8, 4))
+        axes.bar(names, [r["peak_rss_mb"] for r in group])
+        axes.set(ylabel="MiB", title=f"{model}: peak resident memory (VmHWM) of the node process")
+        axes.tick_params(axis="x", rotation=15)
+        figure.tight_layout()
+        figure.savefig(out / f"bench_{model}_memory.png", dpi=100)
+        plt.close(figure)
 
 
-def write_results(rows: list[dict[str, Any]], skipped: dict[str, str], plan: Plan, out: Path) -> str:
+def write_results(rows: list[dict[str, Any]], skipped: dict[str, str], quick: bool, out: Path) -> str:
     """bench.json, bench.md and the plots; returns the Markdown."""
     machine = f"{platform.processor() or platform.machine()}, {_cpus()} CPUs, Python {platform.python_version()}"
     markdown = "\n".join([f"Measured {time.strftime('%Y-%m-%d')} on {machine}.", "", table(rows), "", ratios(rows),
                           *([""] + [f"- {b}: skipped, {why}" for b, why in skipped.items()] if skipped else [])])
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps({"machine": machine, "plan": plan.__dict__, "rows": rows,
+    (out / "bench.json").write_text(json.dumps({"machine": machine, "quick": quick, "rows": rows,
                                                 "skipped": skipped}, indent=2))
     (out / "bench.md").write_text(markdown + "\n")
     write_plots(rows, out)
@@ -253,6 +329,7 @@ def _cpus() -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vision-factory bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few frames per pair (CI)")
+    parser.add_argument("--models", default=",".join(SUITES))
     parser.add_argument("--backends", default="onnx,openvino,cuda,rocm,tensorrt")
     parser.add_argument("--weights", type=Path, default=ASSETS / "models" / "derived" / "yolov8n_from_int8_onnx.pt",
                         help="a YOLO .pt checkpoint (the baseline runs it with ultralytics)")
@@ -265,15 +342,22 @@ def main(argv: list[str] | None = None) -> int:
         if not path.exists():
             print(f"bench: {path} does not exist (pass --weights / --bag)", file=sys.stderr)
             return 2
+    models = [m for m in args.models.split(",") if m]
+    unknown = [m for m in models if m not in SUITES]
+    if unknown:
+        print(f"bench: no benchmark for {', '.join(unknown)} (known: {', '.join(SUITES)})", file=sys.stderr)
+        return 2
     backends, skipped = runnable_backends([b for b in args.backends.split(",") if b])
-    plan = Plan.make(args.quick)
-    print(f"[bench] building yolo nodes for {', '.join(backends)} in {args.workspace}", file=sys.stderr)
-    create_workspace(args.workspace, [("yolo", b) for b in backends])
+    print(f"[bench] building {', '.join(models)} nodes for {', '.join(backends)} in {args.workspace}",
+          file=sys.stderr)
+    from vision_factory.manifest import load_manifest
+
+    create_workspace(args.workspace, [(m, b) for m in models for b in backends if b in load_manifest(m).backends])
     colcon_build(args.workspace)
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = run_benchmark(args.workspace, workspace_env(args.workspace), backends, args.weights.resolve(),
-                         bench_frames(args.bag), plan, args.out, args.domain)
-    print(write_results(rows, skipped, plan, args.out))
+    rows = run_benchmark(args.workspace, workspace_env(args.workspace), models, backends, args.weights.resolve(),
+                         bench_frames(args.bag), args.quick, args.out, args.domain)
+    print(write_results(rows, skipped, args.quick, args.out))
     print(f"[bench] wrote bench.json, bench.md and plots into {args.out}", file=sys.stderr)
     return 0
 

@@ -1,9 +1,13 @@
-"""Raw inference: the backend session alone, built as a node builds it, on one preprocessed tensor.
+"""Raw inference: the backend sessions alone, built as a node builds them, on preprocessed tensors of one
+image.
 
-    python -m vision_factory.bench.raw_session --backend onnx --weights W --image I --iterations N --cache-dir D
+    python -m vision_factory.bench.raw_session --model yolo --backend onnx --image I --iterations N
+        --cache-dir D -p model=W [-p NAME=VALUE ...]
 
-Prints one JSON object (active provider/device, p50/p90/p99 ms, frames per second). The benchmark runs
-it in a fresh process per backend so no other runtime's threads or memory share the measurement.
+Prints one JSON object (active provider/device, p50/p90/p99 ms, frames per second). One iteration runs
+every network a frame needs once: YOLO and depth one; RTMPose the detector and the pose network on the
+first person found. The benchmark runs it in a fresh process per backend so no other runtime's threads or
+memory share the measurement.
 """
 from __future__ import annotations
 
@@ -12,23 +16,57 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cv2
+import numpy as np
+import yaml
 
 from vision_factory.bench.node_probe import percentiles_ms
-from vision_factory.runner import default_runner
+from vision_factory.generator import plan_package
+from vision_factory.manifest import load_manifest
+from vision_factory.runner import build_runner
 
 
-def measure(backend: str, weights: Path, image_path: Path, iterations: int, cache_dir: Path) -> dict[str, Any]:
-    runner = default_runner("yolo", backend, weights, cache_dir)
-    feed = {runner.session.input_name: runner.model.preprocess(cv2.imread(str(image_path)))[0]}
+def _detections(model: Any, image: np.ndarray) -> list[tuple[Any, np.ndarray]]:
+    return [(model.session, model.preprocess(image)[0])]
+
+
+def _poses(model: Any, image: np.ndarray) -> list[tuple[Any, np.ndarray]]:
+    from vision_factory.models.rtmlib_support import to_blob
+
+    padded, _ = model.detector.preprocess(image)
+    boxes, _ = model.detector(image)
+    box = boxes[0] if len(boxes) else np.array([0, 0, image.shape[1], image.shape[0]], np.float32)
+    crop, _, _ = model.estimator.preprocess(image, box)
+    return [(model.detector.session, to_blob(padded)), (model.estimator.session, to_blob(crop))]
+
+
+def _depth(model: Any, image: np.ndarray) -> list[tuple[Any, np.ndarray]]:
+    return [(model.session, model.preprocess(image))]
+
+
+# Output kind -> the (session, input tensor) pairs one frame runs.
+FEEDS: dict[str, Callable[[Any, np.ndarray], list[tuple[Any, np.ndarray]]]] = {
+    "detections": _detections, "poses": _poses, "depth": _depth}
+
+
+def measure(model: str, backend: str, image_path: Path, iterations: int, cache_dir: Path,
+            overrides: dict[str, Any]) -> dict[str, Any]:
+    values = {**plan_package(model, backend).defaults(), **overrides, "cache_dir": str(cache_dir)}
+    runner = build_runner(load_manifest(model), backend, values)
+    feeds = FEEDS[runner.manifest.output](runner.model, cv2.imread(str(image_path)))
+
+    def run_once() -> None:
+        for session, tensor in feeds:
+            session.run({session.input_name: tensor})
+
     for _ in range(max(3, iterations // 10)):
-        runner.session.run(feed)
+        run_once()
     durations = []
     for _ in range(iterations):
         started = time.perf_counter()
-        runner.session.run(feed)
+        run_once()
         durations.append(time.perf_counter() - started)
     return {"active": runner.session.active, **percentiles_ms(durations),
             "fps": round(len(durations) / sum(durations), 1)}
@@ -36,13 +74,16 @@ def measure(backend: str, weights: Path, image_path: Path, iterations: int, cach
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="raw_session", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="yolo")
     parser.add_argument("--backend", required=True)
-    parser.add_argument("--weights", type=Path, required=True)
     parser.add_argument("--image", type=Path, required=True)
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--cache-dir", type=Path, required=True)
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="a node parameter, e.g. -p model=W (values parsed as YAML)")
     args = parser.parse_args(argv)
-    print(json.dumps(measure(args.backend, args.weights, args.image, args.iterations, args.cache_dir)))
+    overrides = {name: yaml.safe_load(text) for name, _, text in (item.partition("=") for item in args.param)}
+    print(json.dumps(measure(args.model, args.backend, args.image, args.iterations, args.cache_dir, overrides)))
     return 0
 
 

@@ -20,8 +20,12 @@ class OnOurSession:
 
     def inference(self, image: np.ndarray) -> list[np.ndarray]:
         """One preprocessed HWC image -> the model's outputs (rtmlib's contract)."""
-        blob = np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
-        return self.session.run({self.session.input_name: blob})
+        return self.session.run({self.session.input_name: to_blob(image)})
+
+
+def to_blob(image: np.ndarray) -> np.ndarray:
+    """rtmlib's preprocessed HWC image -> the (1, 3, H, W) float32 tensor its networks take."""
+    return np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
 
 
 def onnx_weights_problem(model: str) -> str:

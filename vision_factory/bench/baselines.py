@@ -1,0 +1,131 @@
+"""Baselines for the benchmarks: what users run today, each an rclpy node that calls a library's own
+pipeline on every frame inside its subscription callback. Kept deliberately plain: yardsticks, not products.
+
+    python -m vision_factory.bench.baselines yolo --weights W.pt [--imgsz 640] [--device cpu]
+        ultralytics YOLO(weights).predict, as yolo_ros and ultralytics_ros do        -> ~/detections
+    python -m vision_factory.bench.baselines pose --detector D.onnx --pose P.onnx
+        rtmlib's Body pipeline (its YOLOX, then RTMPose in each box), onnxruntime    -> ~/poses
+    python -m vision_factory.bench.baselines depth --model FOLDER [--device cpu]
+        transformers' depth-estimation pipeline                                      -> ~/inverse_depth_relative
+
+Each subscribes to image_raw with the sensor-data QoS profile and publishes with the input header, in the
+message types our nodes publish (so message building costs the same).
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from typing import Any, Callable
+
+import numpy as np
+
+# kind -> (node name, answer topic)
+NODES = {"yolo": ("ultralytics_predict", "~/detections"), "pose": ("rtmlib_body", "~/poses"),
+         "depth": ("transformers_depth_pipeline", "~/inverse_depth_relative")}
+
+
+def ultralytics_predict(args: argparse.Namespace) -> tuple[type, Callable[[Any], Any]]:
+    from vision_msgs.msg import Detection2DArray
+
+    from vision_factory.detections import Detections
+    from vision_factory.image_conversion import image_to_bgr
+    from vision_factory.messages import detection_array
+    from vision_factory.models.yolo import load_checkpoint
+
+    model = load_checkpoint(args.weights)
+    names = tuple(model.names[i] for i in sorted(model.names))
+
+    def answer(msg: Any) -> Detection2DArray:
+        boxes = model.predict(image_to_bgr(msg), imgsz=args.imgsz, conf=0.25, device=args.device,
+                              verbose=False)[0].boxes
+        detections = Detections(boxes.xyxy.numpy().astype(np.float32), boxes.conf.numpy().astype(np.float32),
+                                boxes.cls.numpy().astype(np.int64), names)
+        return detection_array(detections, msg.header)
+
+    return Detection2DArray, answer
+
+
+def rtmlib_body(args: argparse.Namespace) -> tuple[type, Callable[[Any], Any]]:
+    import onnxruntime
+    from rtmlib import Body
+    from vision_factory_msgs.msg import KeypointPoseArray
+
+    from vision_factory.image_conversion import image_to_bgr
+    from vision_factory.models.rtmpose import skeleton_for
+    from vision_factory.pose_messages import pose_array
+    from vision_factory.poses import Poses
+
+    def input_size(path: str) -> tuple[int, int]:  # rtmlib wants the size it would otherwise guess wrong
+        height, width = onnxruntime.InferenceSession(path).get_inputs()[0].shape[2:4]
+        return width, height
+
+    body = Body(det=args.detector, det_input_size=input_size(args.detector)[::-1], pose=args.pose,
+                pose_input_size=input_size(args.pose), backend="onnxruntime", device="cpu")
+
+    def answer(msg: Any) -> KeypointPoseArray:
+        image = image_to_bgr(msg)
+        boxes = body.det_model(image)  # Body.__call__'s two steps, kept apart to publish the boxes too
+        keypoints, scores = body.pose_model(image, bboxes=boxes)
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        keypoints, scores = keypoints[:len(boxes)], scores[:len(boxes)]
+        return pose_array(Poses(boxes, np.zeros(len(boxes), np.float32), keypoints.astype(np.float32),
+                                scores.astype(np.float32), skeleton_for(keypoints.shape[1])), msg.header)
+
+    return KeypointPoseArray, answer
+
+
+def transformers_pipeline(args: argparse.Namespace) -> tuple[type, Callable[[Any], Any]]:
+    from PIL import Image as PilImage
+    from sensor_msgs.msg import Image
+    from transformers import pipeline
+
+    from vision_factory.image_conversion import image_to_bgr
+    from vision_factory.messages import depth_image
+
+    estimate = pipeline("depth-estimation", model=args.model, device=args.device)
+
+    def answer(msg: Any) -> Image:
+        rgb = np.ascontiguousarray(image_to_bgr(msg)[:, :, ::-1])
+        predicted = estimate(PilImage.fromarray(rgb))["predicted_depth"]  # already at the frame's size
+        return depth_image(predicted.numpy().astype(np.float32), msg.header)
+
+    return Image, answer
+
+
+BASELINES = {"yolo": ultralytics_predict, "pose": rtmlib_body, "depth": transformers_pipeline}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="baselines", description=__doc__.splitlines()[0])
+    parser.add_argument("kind", choices=list(BASELINES))
+    parser.add_argument("--weights", help="yolo: a .pt checkpoint")
+    parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--detector", help="pose: an end-to-end YOLOX .onnx")
+    parser.add_argument("--pose", help="pose: an RTMPose .onnx")
+    parser.add_argument("--model", help="depth: a transformers model folder or id")
+    parser.add_argument("--device", default="cpu")
+    args, ros_args = parser.parse_known_args(argv)
+
+    import rclpy
+    from rclpy.qos import qos_profile_sensor_data
+    from rclpy.signals import SignalHandlerOptions
+    from sensor_msgs.msg import Image
+
+    rclpy.init(args=ros_args, signal_handler_options=SignalHandlerOptions.NO)
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    name, topic = NODES[args.kind]
+    node = rclpy.create_node(name)
+    answer_type, answer = BASELINES[args.kind](args)
+    publisher = node.create_publisher(answer_type, topic, 10)
+    node.create_subscription(Image, "image_raw", lambda msg: publisher.publish(answer(msg)), qos_profile_sensor_data)
+    while not stopping.is_set():
+        rclpy.spin_once(node, timeout_sec=0.1)
+    node.destroy_node()
+    rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Stand-in models with the real models' exact signatures, for the tests and the benchmarks where real
+weights cannot be had (no downloads here): ONNX files built with onnx.helper whose answers are known (an
+RTMPose whose SimCC peaks sit at chosen bins, an end-to-end YOLOX returning chosen boxes, a depth model
+returning its input), and the real transformers depth architectures built from configs with fixed seeds.
+Speed does not depend on weights' values, so the benchmark's depth rows are real; its pose network is a
+known-answer stand-in (nearly no compute), so the pose rows measure the detector and the pipeline."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+INPUT_WH = (192, 256)  # RTMPose-m body: input (1, 3, 256, 192)
+SPLIT = 2.0  # SimCC bins per input pixel
+KEYPOINTS = 17
+DETECTOR_INPUT = 640  # a 640x480 frame letterboxes at ratio 1: box coordinates pass through unchanged
+# Peak values: rtmlib scores a keypoint as the mean of its x and y peaks.
+PEAK_X, PEAK_Y = 0.9, 0.7
+
+
+def peak_bins(keypoints: int = KEYPOINTS) -> np.ndarray:
+    """(K, 2) SimCC bins (x, y) spread over the crop, away from its edges and not on a grid."""
+    rng = np.random.default_rng(7)
+    return np.stack([rng.integers(20, INPUT_WH[0] * SPLIT - 20, keypoints),
+                     rng.integers(20, INPUT_WH[1] * SPLIT - 20, keypoints)], axis=1)
+
+
+def _ignoring_input(name: str, constants: dict[str, np.ndarray], inputs: list, nodes_out: list[str]) -> Any:
+    """A graph whose outputs are the constants plus 0 x mean(input): the input still feeds the graph, as
+    a real model's does, so no runtime can prune it."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("ReduceMean", ["input"], ["mean"], keepdims=0),
+             helper.make_node("Mul", ["mean", "zero"], ["nothing"])]
+    outputs, initializers = [], [helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])]
+    for output in nodes_out:
+        value = constants[output]
+        initializers.append(onnx.numpy_helper.from_array(value, f"{output}_value"))
+        if value.dtype == np.float32:
+            nodes.append(helper.make_node("Add", [f"{output}_value", "nothing"], [output]))
+        else:
+            nodes.append(helper.make_node("Identity", [f"{output}_value"], [output]))
+        outputs.append(helper.make_tensor_value_info(output, helper.np_dtype_to_tensor_dtype(value.dtype),
+                                                     list(value.shape)))
+    graph = helper.make_graph(nodes, name, inputs, outputs, initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def known_answer_pose_model(path: Path, bins: np.ndarray) -> Path:
+    """RTMPose's signature (input [1, 3, 256, 192], simcc_x [1, K, 384], simcc_y [1, K, 512]; K = 17 for
+    body models) with the SimCC outputs peaking at `bins` (K, 2) whatever the input."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    count = len(bins)
+    simcc_x = np.zeros((1, count, int(INPUT_WH[0] * SPLIT)), np.float32)
+    simcc_y = np.zeros((1, count, int(INPUT_WH[1] * SPLIT)), np.float32)
+    simcc_x[0, np.arange(count), bins[:, 0]] = PEAK_X
+    simcc_y[0, np.arange(count), bins[:, 1]] = PEAK_Y
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, INPUT_WH[1], INPUT_WH[0]])]
+    onnx.save(_ignoring_input("known_answer_rtmpose", {"simcc_x": simcc_x, "simcc_y": simcc_y}, inputs,
+                              ["simcc_x", "simcc_y"]), path)
+    return path
+
+
+def fixed_boxes_detector(path: Path, boxes_xyxy: np.ndarray, scores: np.ndarray) -> Path:
+    """OpenMMLab end-to-end YOLOX's signature (input [1, 3, 640, 640]; dets [1, N, 5], labels [1, N]) that
+    returns these boxes (letterboxed pixels) and scores whatever the input."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    dets = np.concatenate([boxes_xyxy, scores[:, None]], axis=1).astype(np.float32)[None]
+    labels = np.zeros((1, len(boxes_xyxy)), np.int64)
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, DETECTOR_INPUT, DETECTOR_INPUT])]
+    onnx.save(_ignoring_input("fixed_boxes_yolox", {"dets": dets, "labels": labels}, inputs, ["dets", "labels"]),
+              path)
+    return path
+
+
+def expected_keypoints(box: np.ndarray, bins: np.ndarray) -> np.ndarray:
+    """Where the peaks sit in the image: the crop is the box grown by 1.25 and widened or heightened to
+    the model's 3:4 aspect, centred on the box; a bin maps linearly across it."""
+    centre = (box[:2] + box[2:]) / 2
+    width, height = (box[2:] - box[:2]) * 1.25
+    aspect = INPUT_WH[0] / INPUT_WH[1]
+    width, height = (width, width / aspect) if width > height * aspect else (height * aspect, height)
+    crop = np.array([width, height])
+    return centre - crop / 2 + bins / SPLIT / np.array(INPUT_WH) * crop
+
+
+def _randomised(model, seed: int):
+    """Every parameter redrawn from N(0, 0.1) with a fixed seed: default initialisation leaves some heads
+    (ZoeDepth's metric bins) predicting a constant, which would make parity checks vacuous."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
+    return model.eval()
+
+
+# hidden size, attention heads, layers, neck sizes, fusion size. "small" is Depth-Anything-V2-Small's
+# (24.8 M parameters, what the benchmark runs); "tiny" keeps the tests fast.
+DEPTH_ANYTHING_SIZES = {"tiny": (96, 4, 4, [24, 48, 96, 96], 32), "small": (384, 6, 12, [48, 96, 192, 384], 64)}
+
+
+def depth_anything_checkpoint(folder: Path, metric: bool = False, seed: int = 0, size: str = "tiny") -> Path:
+    """A Depth Anything (the real architecture, DINOv2 backbone) saved with save_pretrained."""
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
+
+    hidden, heads, layers, neck, fusion = DEPTH_ANYTHING_SIZES[size]
+    backbone = Dinov2Config(hidden_size=hidden, num_attention_heads=heads, num_hidden_layers=layers,
+                            intermediate_size=4 * hidden, out_indices=[layers // 4 * i for i in range(1, 5)],
+                            reshape_hidden_states=False, image_size=518, patch_size=14, apply_layernorm=True)
+    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=hidden, neck_hidden_sizes=neck,
+                                 fusion_hidden_size=fusion, depth_estimation_type="metric" if metric else "relative",
+                                 max_depth=20 if metric else 1)
+    _randomised(DepthAnythingForDepthEstimation(config), seed).save_pretrained(folder)
+    # The image processor as the published checkpoints configure it (their preprocessor_config.json).
+    DPTImageProcessor(size={"height": 518, "width": 518}, keep_aspect_ratio=True, ensure_multiple_of=14,
+                      resample=3, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
+                      do_pad=False).save_pretrained(folder)
+    return folder
+
+
+def zoedepth_checkpoint(folder: Path, seed: int = 0) -> Path:
+    """A small ZoeDepth (BEiT backbone) saved with save_pretrained."""
+    from transformers import BeitConfig, ZoeDepthConfig, ZoeDepthForDepthEstimation, ZoeDepthImageProcessor
+
+    backbone = BeitConfig(image_size=384, hidden_size=96, num_hidden_layers=4, num_attention_heads=4,
+                          intermediate_size=192, use_relative_position_bias=True, reshape_hidden_states=False,
+                          out_features=["stage1", "stage2", "stage3", "stage4"])
+    config = ZoeDepthConfig(backbone_config=backbone, neck_hidden_sizes=[24, 48, 96, 96], reassemble_hidden_size=96,
+                            fusion_hidden_size=32, bottleneck_features=32, num_relative_features=8)
+    _randomised(ZoeDepthForDepthEstimation(config), seed).save_pretrained(folder)
+    ZoeDepthImageProcessor().save_pretrained(folder)  # its defaults are the published checkpoints'
+    return folder
+
+
+def mean_channel_depth_model(path: Path, height: int, width: int) -> Path:
+    """Known answer: an ONNX 'depth' model whose prediction is the mean of its three input channels, at
+    the input's resolution, marked metric. A frame's structure comes back where it was in the frame."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["pixel_values", "axis"], ["predicted_depth"], keepdims=0)],
+        "mean_channel_depth",
+        [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, [1, 3, height, width])],
+        [helper.make_tensor_value_info("predicted_depth", TensorProto.FLOAT, [1, height, width])],
+        [helper.make_tensor("axis", TensorProto.INT64, [1], [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.metadata_props.add(key="depth_kind", value="metric")
+    onnx.save(model, str(path))
+    return path
