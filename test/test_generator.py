@@ -175,6 +175,13 @@ def test_list_shows_models_backends_and_pairs() -> None:
     assert "yolo" in result.stdout and "supported pairs" in result.stdout
 
 
+def test_bench_takes_its_own_options() -> None:
+    result = run_cli("bench", "--help")
+    assert result.returncode == 0 and "--quick" in result.stdout and "--models" in result.stdout
+    result = run_cli("bench", "--models", "nope")
+    assert result.returncode == 2 and "no benchmark for nope" in result.stderr
+
+
 def test_generate_writes_the_package(tmp_path: Path) -> None:
     result = run_cli("generate", "--model", "yolo", "--backend", "onnx", "--weights", "w.onnx", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr

@@ -103,10 +103,14 @@ def main(argv: list[str] | None = None) -> None:
     cache.add_argument("--weights", help="warm: weights path (default: the model's default weights name)")
     cache.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                        help="warm: a node parameter, as the node will have it (e.g. -p imgsz=320)")
-    bench = commands.add_parser("bench", add_help=False,
-                                help="benchmark every runnable node against the ultralytics-predict baseline "
-                                     "(vision-factory bench --help)")
-    bench.add_argument("options", nargs=argparse.REMAINDER)
+    # Listed here for --help; its own parser takes its options (argparse's REMAINDER would refuse them).
+    commands.add_parser("bench", add_help=False, help="benchmark every runnable node against each model's "
+                                                      "baseline (vision-factory bench --help)")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        from vision_factory.bench.compare import main as bench
+
+        sys.exit(bench(argv[1:]))
     args = parser.parse_args(argv)
     if args.command == "cache" and args.action == "warm" and not (args.model and args.backend):
         parser.error("cache warm needs --model and --backend")
@@ -115,10 +119,6 @@ def main(argv: list[str] | None = None) -> None:
             _list()
         elif args.command == "generate":
             _generate(args)
-        elif args.command == "bench":
-            from vision_factory.bench.compare import main as bench
-
-            sys.exit(bench(args.options))
         else:
             _cache(args)
     except ConfigError as e:

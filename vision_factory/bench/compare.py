@@ -338,15 +338,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workspace", type=Path, default=source_checkout() / ".cache" / "bench_ws")
     parser.add_argument("--domain", type=int, default=77, help="ROS_DOMAIN_ID of the measured processes")
     args = parser.parse_args(argv)
-    for path in (args.weights, args.bag):
-        if not path.exists():
-            print(f"bench: {path} does not exist (pass --weights / --bag)", file=sys.stderr)
-            return 2
     models = [m for m in args.models.split(",") if m]
     unknown = [m for m in models if m not in SUITES]
     if unknown:
         print(f"bench: no benchmark for {', '.join(unknown)} (known: {', '.join(SUITES)})", file=sys.stderr)
         return 2
+    for path in (args.weights, args.bag):
+        if not path.exists():
+            print(f"bench: {path} does not exist (pass --weights / --bag)", file=sys.stderr)
+            return 2
     backends, skipped = runnable_backends([b for b in args.backends.split(",") if b])
     print(f"[bench] building {', '.join(models)} nodes for {', '.join(backends)} in {args.workspace}",
           file=sys.stderr)
