@@ -11,8 +11,8 @@ from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from vision_factory import messages
-from vision_factory.detections import Detections
 from vision_factory.depth import METRIC, RELATIVE, DepthMap
+from vision_factory.detections import Detections
 from vision_factory.drawing import colour_depth, draw_detections, draw_poses
 from vision_factory.poses import Poses, Skeleton
 
@@ -95,7 +95,7 @@ class DepthOutput:
             self._camera_info_publisher = node.create_publisher(CameraInfo, "~/camera_info", RESULT_QOS)
             # The sensor-data profile (best effort) matches any driver, reliable or not.
             node.create_subscription(CameraInfo, topic, self._on_camera_info, qos_profile_sensor_data)
-        self._debug_range = 10.0
+        self._debug_range = float(node.get_parameter("debug_image_range").value)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
