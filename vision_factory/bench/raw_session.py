@@ -5,8 +5,8 @@ image.
         --cache-dir D -p model=W [-p NAME=VALUE ...]
 
 Prints one JSON object (active provider/device, p50/p90/p99 ms, frames per second). One iteration runs
-every network a frame needs once: YOLO and depth one; RTMPose the detector and the pose network on the
-first person found. The benchmark runs it in a fresh process per backend so no other runtime's threads or
+every network a frame needs: YOLO and depth one; RTMPose the detector, then the pose network for each
+person found. The benchmark runs it in a fresh process per backend so no other runtime's threads or
 memory share the measurement.
 """
 from __future__ import annotations
@@ -33,13 +33,13 @@ def _detections(model: Any, image: np.ndarray) -> list[tuple[Any, np.ndarray]]:
 
 
 def _poses(model: Any, image: np.ndarray) -> list[tuple[Any, np.ndarray]]:
+    """The detector once, then the pose network once per person the node would estimate."""
     from vision_factory.models.rtmlib_support import to_blob
 
     padded, _ = model.detector.preprocess(image)
-    boxes, _ = model.detector(image)
-    box = boxes[0] if len(boxes) else np.array([0, 0, image.shape[1], image.shape[0]], np.float32)
-    crop, _, _ = model.estimator.preprocess(image, box)
-    return [(model.detector.session, to_blob(padded)), (model.estimator.session, to_blob(crop))]
+    boxes = model(image).boxes_xyxy  # the people found at the node's default thresholds
+    crops = [to_blob(model.estimator.preprocess(image, box)[0]) for box in boxes]
+    return [(model.detector.session, to_blob(padded))] + [(model.estimator.session, crop) for crop in crops]
 
 
 def _depth(model: Any, image: np.ndarray) -> list[tuple[Any, np.ndarray]]:
