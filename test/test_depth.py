@@ -18,10 +18,8 @@ pytest.importorskip("torch")
 import torch  # noqa: E402
 
 from vision_factory.errors import ConfigError  # noqa: E402
-from vision_factory.generator import plan_package  # noqa: E402
-from vision_factory.manifest import load_manifest  # noqa: E402
 from vision_factory.models.transformers_depth import DEPTH_ANYTHING, ZOEDEPTH  # noqa: E402
-from vision_factory.runner import build_runner  # noqa: E402
+from vision_factory.runner import default_runner  # noqa: E402
 from vision_factory.stand_in_models import (depth_anything_checkpoint, mean_channel_depth_model,  # noqa: E402
                                             zoedepth_checkpoint)
 
@@ -39,10 +37,8 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
 
 def depth_runner(model: str, backend: str, weights: Path, cache: Path, **values):
     """What a generated <model>_<backend> node builds for these weights (cuda: on the CPU here)."""
-    defaults = plan_package(model, backend).defaults()
     device = {"device": "cpu"} if backend == "cuda" else {}
-    return build_runner(load_manifest(model), backend,
-                        {**defaults, **device, "model": str(weights), "cache_dir": str(cache), **values}, LOG)
+    return default_runner(model, backend, weights, cache, LOG, **device, **values)
 
 
 def torch_reference(weights: Path, blob: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:

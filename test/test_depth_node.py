@@ -13,9 +13,7 @@ pytest.importorskip("transformers", reason="the depth models load transformers c
 from node_harness import decoded, launched, replay_and_collect, set_parameter  # noqa: E402
 from sensor_msgs.msg import CameraInfo  # noqa: E402
 
-from vision_factory.generator import plan_package  # noqa: E402
-from vision_factory.manifest import load_manifest  # noqa: E402
-from vision_factory.runner import build_runner  # noqa: E402
+from vision_factory.runner import default_runner  # noqa: E402
 from vision_factory.stand_in_models import depth_anything_checkpoint  # noqa: E402
 from vision_factory.workspace import stop  # noqa: E402
 
@@ -51,9 +49,7 @@ def test_bag_replay_gives_one_rep118_image_per_frame(workspace, frames, checkpoi
     assert stop(process) == 0
     assert "exporting relative for the onnx backend" in log.read_text()
     assert len(answers) == len(frames) == len(debug) and metric == []
-    runner = build_runner(load_manifest("depth_anything"), "onnx", {
-        **plan_package("depth_anything", "onnx").defaults(), "model": str(checkpoints["relative"]),
-        "cache_dir": str(tmp_path / "cache")})
+    runner = default_runner("depth_anything", "onnx", checkpoints["relative"], tmp_path / "cache")
     for answer, frame in zip(answers, frames):
         header, image = decoded(frame)
         assert (answer.header.stamp, answer.header.frame_id) == (header.stamp, header.frame_id)

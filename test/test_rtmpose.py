@@ -30,7 +30,7 @@ from vision_factory.manifest import load_manifest  # noqa: E402
 from vision_factory.models import person_detector, rtmpose  # noqa: E402
 from vision_factory.models.person_detector import YoloPersons, YoloxPersons  # noqa: E402
 from vision_factory.models.rtmpose import PoseEstimator, skeleton_for  # noqa: E402
-from vision_factory.runner import build_runner  # noqa: E402
+from vision_factory.runner import default_runner  # noqa: E402
 from vision_factory.stand_in_models import (KEYPOINTS, PEAK_X, PEAK_Y, expected_keypoints,  # noqa: E402
                                             fixed_boxes_detector, known_answer_pose_model, peak_bins)
 
@@ -64,9 +64,7 @@ def known_answer(tmp_path_factory) -> tuple[Path, Path, np.ndarray]:
 
 def pose_runner(backend: str, model: Path, detector: Path, cache: Path):
     """What a generated rtmpose_<backend> node builds for these weights (other parameters at defaults)."""
-    values = {**plan_package("rtmpose", backend).defaults(), "model": str(model), "detector_model": str(detector),
-              "cache_dir": str(cache)}
-    return build_runner(load_manifest("rtmpose"), backend, values, LOG)
+    return default_runner("rtmpose", backend, model, cache, LOG, detector_model=str(detector))
 
 
 def frame_options(runner, **values) -> dict:

@@ -2,8 +2,9 @@
 
 A manifest says which Python module implements the model, what it publishes, which backends it
 supports, which runtime its cuda / rocm backends use, which weights it loads besides `model` (each
-one a parameter, e.g. a pose model's person detector) and which parameters it adds. Unknown keys, wrong types and unknown backends or outputs are
-rejected with an error naming the manifest and the field.
+one a parameter, e.g. a pose model's person detector) and which parameters it adds. Unknown keys,
+wrong types and unknown backends or outputs are rejected with an error naming the manifest and the
+field.
 """
 from __future__ import annotations
 

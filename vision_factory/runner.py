@@ -54,15 +54,15 @@ def prepare_artifacts(manifest: Manifest, backend: Backend, values: Mapping[str,
     """Per weights parameter of the manifest: resolve the weights it names, then load or export the
     backend's artifact of them through the cache."""
     cache = ExportCache(values.get("cache_dir") or None)
+    options, backend_options = model_options(manifest, values), backend.options(values)
     artifacts = {}
     for weights in manifest.weights:
         module = weights.load_module()
         path = module.resolve_weights(values.get(weights.parameter) or weights.default, cache.root / "weights")
         # The cache key names the model, and which of its weights when it has several.
         name = manifest.name if weights.parameter == "model" else f"{manifest.name}.{weights.parameter}"
-        artifacts[weights.parameter] = prepare_artifact(
-            module, name, backend, Path(path), model_options(manifest, values), backend.options(values), cache,
-            logger, on_export)
+        artifacts[weights.parameter] = prepare_artifact(module, name, backend, Path(path), options, backend_options,
+                                                        cache, logger, on_export)
     return artifacts
 
 
@@ -91,12 +91,13 @@ def build_runner(manifest: Manifest, backend_name: str, values: Mapping[str, Any
     return Runner(manifest, backend, artifacts, sessions, model)
 
 
-def default_runner(model: str, backend: str, weights: Path, cache_dir: Path,
-                   logger: Any = logging.getLogger(__name__)) -> Runner:
-    """The runner a freshly generated <model>_<backend> node builds for `weights` (every other parameter
-    at its default), exporting into `cache_dir`."""
+def default_runner(model: str, backend: str, weights: Path | str, cache_dir: Path,
+                   logger: Any = logging.getLogger(__name__), **overrides: Any) -> Runner:
+    """The runner a freshly generated <model>_<backend> node builds for `weights` and the parameter values
+    in `overrides` (every other parameter at its default), exporting into `cache_dir`."""
     from vision_factory.generator import plan_package  # the generator owns the merged parameter list
     from vision_factory.manifest import load_manifest
 
-    values = {**plan_package(model, backend).defaults(), "model": str(weights), "cache_dir": str(cache_dir)}
+    values = {**plan_package(model, backend).defaults(), **overrides, "model": str(weights),
+              "cache_dir": str(cache_dir)}
     return build_runner(load_manifest(model), backend, values, logger)

@@ -18,6 +18,19 @@ from vision_factory.parameters import ParameterSpec
 _DEVICE_INDEX = "GPU index used by GPU execution providers (CUDA, TensorRT, ROCm, MIGraphX)."
 _ACTIVE_DEVICE = ParameterSpec("active_device", "string", "", "The device and precision really running.",
                                applies="report")
+
+
+def _onnxruntime_parameters(providers: str) -> tuple[ParameterSpec, ...]:
+    """What every ONNX Runtime backend row declares; `providers` is its default provider list."""
+    return (
+        ParameterSpec("execution_provider", "string", providers, "Ordered execution providers, e.g. 'cuda,cpu' or "
+                      "ONNX Runtime names; unavailable ones are skipped with a warning.", applies="rebuild"),
+        ParameterSpec("device", "string", "0", _DEVICE_INDEX, applies="rebuild"),
+        ParameterSpec("active_execution_provider", "string", "", "The execution providers ONNX Runtime "
+                      "really runs, in order.", applies="report"),
+    )
+
+
 _TORCH_DEVICE = ("PyTorch device: cuda:N (ROCm builds use the same names) or cpu. Falls back to cpu with "
                  "one warning when no GPU is visible.")
 
@@ -80,14 +93,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         name="onnx", summary="ONNX Runtime; execution provider chosen by parameter",
         module="vision_factory.backends.onnxruntime_session", session="OnnxRuntimeSession",
         source="onnx", artifact_filename="model.onnx", requirements="onnx.txt", pip_packages=("onnxruntime",),
-        parameters=(
-            ParameterSpec("execution_provider", "string", "cpu", "Ordered execution providers, e.g. "
-                          "'cuda,cpu' or ONNX Runtime names; unavailable ones are skipped with a warning.",
-                          applies="rebuild"),
-            ParameterSpec("device", "string", "0", _DEVICE_INDEX, applies="rebuild"),
-            ParameterSpec("active_execution_provider", "string", "", "The execution providers ONNX Runtime "
-                          "really runs, in order.", applies="report"),
-        )),
+        parameters=_onnxruntime_parameters("cpu")),
     Backend(
         name="openvino", summary="OpenVINO Runtime on an OpenVINO IR converted from ONNX",
         module="vision_factory.backends.openvino_session", session="OpenVinoSession",
@@ -136,22 +142,13 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
 )}
 
 
-
-
 def _onnxruntime_gpu(name: str, provider: str, gpu: str, requirements: str, package: str) -> Backend:
     return Backend(
         name=name, summary=f"ONNX Runtime's {provider} execution provider on an {gpu} GPU (CPU fallback with "
                            f"a warning)",
         module="vision_factory.backends.onnxruntime_session", session="OnnxRuntimeSession",
         source="onnx", artifact_filename="model.onnx", requirements=requirements, pip_packages=(package,),
-        parameters=(
-            ParameterSpec("execution_provider", "string", f"{name},cpu", "Ordered execution providers; "
-                          "unavailable ones are skipped with a warning (so cpu is the fallback).",
-                          applies="rebuild"),
-            ParameterSpec("device", "string", "0", _DEVICE_INDEX, applies="rebuild"),
-            ParameterSpec("active_execution_provider", "string", "", "The execution providers ONNX Runtime "
-                          "really runs, in order.", applies="report"),
-        ))
+        parameters=_onnxruntime_parameters(f"{name},cpu"))  # cpu last: the fallback
 
 
 # cuda and rocm for models whose manifest says `gpu_runtime: onnxruntime`.

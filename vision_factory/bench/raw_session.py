@@ -23,9 +23,7 @@ import numpy as np
 import yaml
 
 from vision_factory.bench.node_probe import percentiles_ms
-from vision_factory.generator import plan_package
-from vision_factory.manifest import load_manifest
-from vision_factory.runner import build_runner
+from vision_factory.runner import default_runner
 
 
 def _detections(model: Any, image: np.ndarray) -> list[tuple[Any, np.ndarray]]:
@@ -53,8 +51,7 @@ FEEDS: dict[str, Callable[[Any, np.ndarray], list[tuple[Any, np.ndarray]]]] = {
 
 def measure(model: str, backend: str, image_path: Path, iterations: int, cache_dir: Path,
             overrides: dict[str, Any]) -> dict[str, Any]:
-    values = {**plan_package(model, backend).defaults(), **overrides, "cache_dir": str(cache_dir)}
-    runner = build_runner(load_manifest(model), backend, values)
+    runner = default_runner(model, backend, overrides.pop("model"), cache_dir, **overrides)
     feeds = FEEDS[runner.manifest.output](runner.model, cv2.imread(str(image_path)))
 
     def run_once() -> None:
