@@ -114,9 +114,13 @@ def results_of(probe: ReplayProbe, backend: str, family: str = "yolo") -> list:
 
 def replay_and_collect(probe: ReplayProbe, backend: str, messages: list, topic: str = "/camera/image_raw",
                        family: str = "yolo", **replay: Any) -> list:
-    """Replay `messages` at the recorded rate; the node's answers to them."""
+    """Replay `messages` at the recorded rate, each once the previous one was answered; the node's answers.
+
+    The pacing keeps a busy 2-core machine from making frames stale (the node then rightly drops them:
+    test_frame_flow tests that); these tests are about what every frame's answer holds."""
     before = len(results_of(probe, backend, family))
-    probe.replay(topic, messages, **replay)
+    probe.replay(topic, messages, answered=lambda count: len(results_of(probe, backend, family)) >= before + count,
+                 **replay)
     probe.spin_until(lambda: len(results_of(probe, backend, family)) >= before + len(messages), 20)
     return results_of(probe, backend, family)[before:]
 

@@ -38,8 +38,8 @@ def test_quick_benchmark_measures_every_node_and_every_baseline(workspace, tmp_p
         assert all(row["e2e"][k] > 0 and row["raw"][k] > 0 for k in ("p50_ms", "p90_ms", "p99_ms"))
         assert row["overhead"] > 0 and row["peak_rss_mb"] > 0 and row["cold_start_warm_s"] > 0
         assert [s["input_hz"] for s in row["sweep"]] == list(QUICK.rates_hz)
-        # One second per rate in --quick: a slow answer may miss it, so only the sweep as a whole must answer.
-        assert all(s["sent"] >= s["answered"] for s in row["sweep"]) and sum(s["answered"] for s in row["sweep"])
+        # The last frame of each rate is waited for, so every rate has an answer however slow the machine.
+        assert all(s["sent"] >= s["answered"] >= 1 for s in row["sweep"]), row["sweep"]
         assert (row["cold_start_empty_s"] is None) == (row["backend"] == "baseline"), row["name"]
     markdown = write_results(rows, {"tensorrt": "tensorrt is not installed"}, True, tmp_path)
     assert "| yolo_onnx |" in markdown and "| depth_anything_cuda |" in markdown and "tensorrt: skipped" in markdown

@@ -6,8 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-
-
 pytest.importorskip("rclpy")
 pytest.importorskip("transformers", reason="the depth models load transformers checkpoints")
 from node_harness import decoded, launched, replay_and_collect, set_parameter  # noqa: E402
@@ -18,9 +16,6 @@ from vision_factory.stand_in_models import depth_anything_checkpoint  # noqa: E4
 from vision_factory.workspace import stop  # noqa: E402
 
 NODE = "/depth_anything_onnx"
-# Replay rates (of the bag's 5 Hz) the depth nodes keep up with on a busy 2-core CPU: a node rightly
-# drops the frames it cannot serve, and these tests count answers.
-HALF, SLOW = 0.5, 0.25
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +38,7 @@ def test_bag_replay_gives_one_rep118_image_per_frame(workspace, frames, checkpoi
     computes for that frame; nothing on ~/depth; a debug image per frame."""
     with launched(workspace, "onnx", tmp_path, family="depth_anything", model=str(checkpoints["relative"]),
                   publish_debug_image=True) as (process, probe, log):
-        answers = replay_and_collect(probe, "onnx", frames, family="depth_anything", rate=HALF)
+        answers = replay_and_collect(probe, "onnx", frames, family="depth_anything")
         probe.spin_until(lambda: len(probe.outputs[f"{NODE}/debug_image"]) >= len(frames), 10)
         debug, metric = probe.outputs[f"{NODE}/debug_image"], probe.outputs[f"{NODE}/depth"]
     assert stop(process) == 0
@@ -73,13 +68,14 @@ def test_metric_depth_on_depth_with_camera_info_and_live_switching(workspace, fr
         probe.spin_until(lambda: publisher.get_subscription_count() > 0, 10)
         publisher.publish(camera_info)  # a camera driver sends its CameraInfo before and with every frame
         probe.spin(0.5)
-        probe.replay("/camera/image_raw", frames, rate=SLOW, on_frame=lambda _: publisher.publish(camera_info))
+        probe.replay("/camera/image_raw", frames, on_frame=lambda _: publisher.publish(camera_info),
+                     answered=lambda count: len(probe.outputs[f"{node}/depth"]) >= count)
         probe.spin_until(lambda: min(len(probe.outputs[f"{node}/{topic}"]) for topic in ("depth", "camera_info"))
                          >= len(frames), 30)
         metric, infos = list(probe.outputs[f"{node}/depth"]), list(probe.outputs[f"{node}/camera_info"])
         assert set_parameter(probe, node, "model", str(checkpoints["relative"])) == (True, "")
         assert probe.spin_until(lambda: f"weights {checkpoints['relative']}" in log.read_text(), 120)
-        relative = replay_and_collect(probe, "cuda", frames[:2], family="depth_anything", rate=SLOW)
+        relative = replay_and_collect(probe, "cuda", frames[:2], family="depth_anything")
     assert len(metric) == len(frames) and len(relative) == 2
     assert [(m.header.stamp, m.header.frame_id) for m in metric] == [(i.header.stamp, i.header.frame_id) for i in infos]
     assert infos[0].k[0] == 500.0 and infos[0].width == 960

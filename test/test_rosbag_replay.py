@@ -1,5 +1,6 @@
 """End to end, as a user runs it: generate the YOLO packages, colcon build them, start each node as its own
-process with --ros-args, replay the recorded bag at its recorded rate and check every answer."""
+process with --ros-args, replay the recorded bag at its recorded rate (slowed to the node's pace when the
+machine cannot keep up: see node_harness.replay_and_collect) and check every answer."""
 from __future__ import annotations
 
 import subprocess

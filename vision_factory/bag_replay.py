@@ -51,20 +51,31 @@ def decode(messages: list[BagMessage]) -> list[Any]:
 
 
 def publish_recorded(publisher: Any, messages: list[BagMessage], rate: float = 1.0, spin: Any = None,
-                     on_frame: Any = None) -> None:
+                     on_frame: Any = None, answered: Any = None, answer_timeout_s: float = 30.0) -> None:
     """Publish `messages` (as their recorded bytes) with the recorded spacing divided by `rate`.
 
     `spin(timeout_s)` is called while waiting, so the caller's subscriptions keep receiving;
-    `on_frame(index)` just before each message is published.
+    `on_frame(index)` just before each message is published. With `answered(count)` (whether `count`
+    frames have been answered), each frame after the first also waits until the previous one was
+    answered (at most `answer_timeout_s`), and the schedule shifts by that wait: the recorded rate when
+    the node keeps up, the node's pace when it does not, so none is dropped for being stale.
     """
-    start_wall, start_bag = time.monotonic(), messages[0].timestamp_ns
-    for index, message in enumerate(messages):
-        due = start_wall + (message.timestamp_ns - start_bag) / 1e9 / rate
-        while (remaining := due - time.monotonic()) > 0:
+    def wait(until: Any, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not until() and (remaining := deadline - time.monotonic()) > 0:
             if spin is not None:
                 spin(min(remaining, 0.01))
             else:
-                time.sleep(remaining)
+                time.sleep(min(remaining, 0.01))
+
+    start_wall, start_bag, delay = time.monotonic(), messages[0].timestamp_ns, 0.0
+    for index, message in enumerate(messages):
+        due = start_wall + delay + (message.timestamp_ns - start_bag) / 1e9 / rate
+        wait(lambda: time.monotonic() >= due, max(due - time.monotonic(), 0.0))
+        if answered is not None:
+            waited_from = time.monotonic()
+            wait(lambda: answered(index), answer_timeout_s)
+            delay += time.monotonic() - waited_from
         if on_frame is not None:
             on_frame(index)
         publisher.publish(message.rawdata)
@@ -115,9 +126,10 @@ class ReplayProbe:
             and bool(self.outputs[topic])
 
     def replay(self, topic: str, messages: list[BagMessage], rate: float = 1.0, settle_s: float = 0.5,
-               on_frame: Any = None, qos: Any = 10) -> None:
+               on_frame: Any = None, qos: Any = 10, answered: Any = None) -> None:
         """Publish `messages` at the recorded rate after giving discovery `settle_s` to match endpoints;
-        `on_frame(index)` runs before each one. `qos`: the publisher's (reliable, keep last 10 by default)."""
+        `on_frame(index)` runs before each one; `answered` paces it as in publish_recorded.
+        `qos`: the publisher's (reliable, keep last 10 by default)."""
         from sensor_msgs import msg as sensor_msgs
 
         msg_class = getattr(sensor_msgs, IMAGE_TYPES[messages[0].msgtype])
@@ -125,7 +137,7 @@ class ReplayProbe:
         self.spin_until(lambda: publisher.get_subscription_count() > 0, 10.0)
         end = time.monotonic() + settle_s
         self.spin_until(lambda: time.monotonic() > end, settle_s + 1)
-        publish_recorded(publisher, messages, rate, self.spin, on_frame)
+        publish_recorded(publisher, messages, rate, self.spin, on_frame, answered)
 
     def close(self) -> None:
         self.executor.shutdown()

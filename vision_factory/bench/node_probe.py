@@ -135,10 +135,12 @@ class NodeUnderTest:
                 latencies.append(self._arrival_of[stamp] - stamp)
         return latencies
 
-    def throughput(self, rate_hz: float, seconds: float, drain_s: float = 1.0) -> dict[str, Any]:
+    def throughput(self, rate_hz: float, seconds: float, drain_timeout_s: float = 10.0) -> dict[str, Any]:
         """Publish at `rate_hz` for `seconds`. Answers per second and their latency count only answers
-        that arrived within the window (a node working through a queue afterwards gains nothing);
-        frames never answered, even after `drain_s`, are dropped. Also the process's CPU use."""
+        that arrived within the window (a node working through a queue afterwards gains nothing).
+        Afterwards it waits for the answer to the last frame sent (a node serving the latest frame always
+        answers it; at most `drain_timeout_s`): frames still unanswered then are dropped. Also the
+        process's CPU use."""
         before_answers, before_sent, before_usage = len(self.arrivals), len(self.sent), usage(self.process.pid)
         period, sent = 1.0 / rate_hz, 0
         start = time.monotonic()
@@ -149,7 +151,9 @@ class NodeUnderTest:
             while time.monotonic() < next_at:
                 self.executor.spin_once(timeout_sec=max(0.0, next_at - time.monotonic()))
         window_end, after_usage = time.time(), usage(self.process.pid)
-        self.spin_for(drain_s)
+        last, deadline = self.sent[-1], time.monotonic() + drain_timeout_s
+        while last not in self._arrival_of and time.monotonic() < deadline:
+            self.executor.spin_once(timeout_sec=0.05)
         ours = set(self.sent[before_sent:])  # a late answer to an earlier phase's frame does not count
         answers = [(stamp, arrival) for stamp, arrival in self.arrivals[before_answers:] if stamp in ours]
         in_window = [arrival - stamp for stamp, arrival in answers if arrival <= window_end]
