@@ -19,6 +19,8 @@ pytest.importorskip("matplotlib", reason="the benchmark writes plots")
 BACKENDS = {"yolo": ["onnx", "openvino", "cuda"], "rtmpose": ["onnx", "openvino"], "depth_anything": ["onnx", "cuda"]}
 
 
+# Ten processes, each started twice (warm and empty cache): ~3.5 min here, over 5 when the CPUs are shared.
+@pytest.mark.timeout(900)
 def test_quick_benchmark_measures_every_node_and_every_baseline(workspace, tmp_path) -> None:
     from vision_factory.bench.compare import QUICK, SUITES, bench_frames, run_suite, write_results
 
