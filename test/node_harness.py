@@ -171,10 +171,20 @@ def get_parameter(probe: ReplayProbe, node: str, name: str) -> Any:
             ParameterType.PARAMETER_DOUBLE: value.double_value}.get(value.type)
 
 
+def _transition(name: str) -> ChangeState.Request:
+    return ChangeState.Request(transition=Transition(id=getattr(Transition, f"TRANSITION_{name.upper()}")))
+
+
 def change_state(probe: ReplayProbe, node: str, transition: str) -> bool:
     """What `ros2 lifecycle set <node> <transition>` does; whether the transition succeeded."""
-    request = ChangeState.Request(transition=Transition(id=getattr(Transition, f"TRANSITION_{transition.upper()}")))
-    return call(probe, ChangeState, f"{node}/change_state", request).success
+    return call(probe, ChangeState, f"{node}/change_state", _transition(transition)).success
+
+
+def change_state_async(probe: ReplayProbe, node: str, transition: str) -> Any:
+    """Request a transition without waiting; the future completes while the probe spins."""
+    client = probe.node.create_client(ChangeState, f"{node}/change_state")
+    assert client.wait_for_service(timeout_sec=30)
+    return client.call_async(_transition(transition))
 
 
 def lifecycle_state(probe: ReplayProbe, node: str) -> str:

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import INT8_ONNX, asset
+from conftest import CHECKPOINT, INT8_ONNX, asset
 
 rclpy = pytest.importorskip("rclpy")
 from lifecycle_msgs.msg import State  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
-from node_harness import (change_state, decoded, diagnostics_of, launched, lifecycle_state,  # noqa: E402
-                          next_domain, replay_and_collect, results_of, set_parameter)
+from node_harness import (change_state, change_state_async, decoded, diagnostics_of, launched,  # noqa: E402
+                          lifecycle_state, next_domain, replay_and_collect, results_of, set_parameter)
 from vision_factory.generator import plan_package  # noqa: E402
 from vision_factory.node import InferenceNode  # noqa: E402
 
@@ -77,6 +77,16 @@ def test_a_failed_configure_is_reported_and_the_node_waits(workspace, frames, tm
         assert len(replay_and_collect(probe, "onnx", frames[:2])) == 2
         assert len(results_of(probe, "onnx")) == 2
     assert process.returncode == 0, log.read_text()
+
+
+def test_diagnostics_keep_coming_while_configure_exports(workspace, tmp_path: Path) -> None:
+    """configure blocks the node's executor until a checkpoint is exported (seconds here, minutes for a
+    TensorRT engine); /diagnostics reports the export meanwhile."""
+    with launched(workspace, "onnx", tmp_path, managed=True, model=str(asset(CHECKPOINT))) as (process, probe, log):
+        configured = change_state_async(probe, NODE, "configure")
+        assert probe.spin_until(configured.done, 120)
+        states = [status["state"] for status in diagnostics_of(probe, "yolo_onnx")]
+    assert configured.result().success and "exporting" in states, (states, log.read_text())
 
 
 def test_cleanup_frees_the_model_session(tmp_path: Path) -> None:

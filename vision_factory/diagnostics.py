@@ -10,7 +10,8 @@ Level rules (also in the README):
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+import threading
+from typing import Any, Callable, Mapping
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from std_msgs.msg import Header
@@ -19,6 +20,34 @@ from vision_factory.live_runner import ERROR, RUNNING, LiveRunner
 
 TOPIC = "/diagnostics"
 PERIOD_S = 1.0
+
+
+class PeriodicPublisher:
+    """Calls `publish()` every PERIOD_S on a daemon thread of its own until stop().
+
+    Not an executor timer: the node spins a single-threaded executor (rclpy's multi-threaded one delayed
+    frames by up to 2 s next to OpenVINO's thread pool, measured), and diagnostics must keep coming
+    while a managed node's configure blocks that executor on a minutes-long export."""
+
+    def __init__(self, publish: Callable[[], None], logger: Any, name: str = "diagnostics"):
+        self._publish, self._logger = publish, logger
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop and wait for a publication in progress (so the publisher can be destroyed after it)."""
+        self._stopping.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(PERIOD_S):
+            try:
+                self._publish()
+            except Exception as e:  # a report that failed once must not end reporting
+                self._logger.error(f"could not publish diagnostics: {type(e).__name__}: {e}",
+                                   throttle_duration_sec=60.0)
 
 
 def inference_status(node_name: str, backend: str, state: str, live: LiveRunner, stats: Mapping[str, Any],

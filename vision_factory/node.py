@@ -22,8 +22,7 @@ from typing import Any, Callable, Sequence
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -98,9 +97,6 @@ class InferenceNode(LifecycleNodeMixin, Node):
 
         self._output = OUTPUTS[self._manifest.output](self)
         self._diagnostics = self.create_publisher(DiagnosticArray, diagnostics.TOPIC, 10)
-        # Its own callback group: diagnostics keep coming while a managed configure blocks on an export.
-        self.create_timer(diagnostics.PERIOD_S, self._publish_diagnostics,
-                          callback_group=MutuallyExclusiveCallbackGroup())
         # The build thread only triggers this guard condition; its consequences run on the executor.
         self._runner_changed = self.create_guard_condition(self._on_runner_changed)
         self._live = LiveRunner(partial(build_runner, self._manifest, backend, logger=self.get_logger()),
@@ -115,6 +111,8 @@ class InferenceNode(LifecycleNodeMixin, Node):
         self._decode: Callable[[Any], Any] = compressed_to_bgr if compressed else image_to_bgr
         self._subscription: Any = None
         self._qos_timer: Any = None
+        self._diagnostics_thread = diagnostics.PeriodicPublisher(self._publish_diagnostics, self.get_logger(),
+                                                                 name=f"{node_name}-diagnostics")
         if not managed:
             self._load()
             self._start_input()
@@ -203,9 +201,9 @@ class InferenceNode(LifecycleNodeMixin, Node):
         self._input_reliability = reliability
 
     def destroy_node(self) -> None:
-        worker = getattr(self, "_worker", None)  # None when the constructor failed before creating it
-        if worker is not None:
-            worker.stop()
+        for thread in ("_diagnostics_thread", "_worker"):  # absent when the constructor failed before them
+            if hasattr(self, thread):
+                getattr(self, thread).stop()
         super().destroy_node()
 
     # --- parameters -------------------------------------------------------------------------------
@@ -342,7 +340,7 @@ def run_node(node_class: Callable[..., InferenceNode], args: list[str] | None = 
         print(f"{name}: cannot start: {e}", file=sys.stderr)
         rclpy.try_shutdown()
         sys.exit(1)
-    executor = MultiThreadedExecutor(num_threads=2)
+    executor = SingleThreadedExecutor()  # see diagnostics.PeriodicPublisher for why not multi-threaded
     executor.add_node(node)
     try:
         while not stopping.is_set() and node.failure is None:
