@@ -99,3 +99,5 @@ def test_cache_warm_builds_what_the_node_loads(tmp_path: Path) -> None:
     assert listing.startswith("1 entries") and "yolo x openvino  model.xml" in listing and "openvino 20" in listing
     refused = subprocess.run(command[:-2] + ["-p", "precision=fp64"], capture_output=True, text=True)
     assert refused.returncode == 2 and "parameter 'precision': 'fp64' is not one of" in refused.stderr
+    misspelt = subprocess.run(command[:-2] + ["-p", "precison=bf16"], capture_output=True, text=True)
+    assert misspelt.returncode == 2 and "unknown parameter 'precison' (known: " in misspelt.stderr

@@ -11,13 +11,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from vision_factory.backends import BACKENDS
 from vision_factory.errors import ConfigError
 from vision_factory.export_cache import ExportCache
 from vision_factory.generator import plan_package, supported_pairs, write_package
 from vision_factory.manifest import load_manifest
+from vision_factory.parameters import parse_assignments
 
 EXIT_USAGE = 2
 
@@ -69,11 +68,7 @@ def _warm(args: argparse.Namespace, cache: ExportCache) -> None:
 
     plan = plan_package(args.model, args.backend, weights=args.weights)
     values: dict[str, Any] = plan.defaults()
-    for item in args.param:
-        name, _, text = item.partition("=")
-        if name not in values:
-            raise ConfigError(f"unknown parameter '{name}' (known: {', '.join(values)})")
-        values[name] = yaml.safe_load(text)
+    values.update(parse_assignments(args.param, values))
     for spec in plan.parameters:
         problem = spec.validate(values[spec.name])
         if problem:

@@ -7,7 +7,11 @@ output kind, and the model manifest.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
+
+import yaml
+
+from vision_factory.errors import ConfigError
 
 TYPES: dict[str, type] = {"bool": bool, "integer": int, "double": float, "string": str}
 # When a parameter takes effect. Only "start" parameters are read-only for ROS.
@@ -122,3 +126,16 @@ OUTPUT_PARAMETERS: dict[str, tuple[ParameterSpec, ...]] = {
                       "depth.", range=(0.001, 1000000.0)),
     ),
 }
+
+
+def parse_assignments(items: Iterable[str], known: Iterable[str]) -> dict[str, Any]:
+    """Command-line `NAME=VALUE` items as {name: value}, values parsed as YAML (as `ros2 param set` does);
+    a name not in `known` is refused, so a typo cannot leave a parameter at its default unnoticed."""
+    known = list(known)
+    values = {}
+    for item in items:
+        name, _, text = item.partition("=")
+        if name not in known:
+            raise ConfigError(f"unknown parameter '{name}' (known: {', '.join(known)})")
+        values[name] = yaml.safe_load(text)
+    return values

@@ -20,9 +20,10 @@ from typing import Any, Callable
 
 import cv2
 import numpy as np
-import yaml
 
 from vision_factory.bench.node_probe import percentiles_ms
+from vision_factory.generator import plan_package
+from vision_factory.parameters import parse_assignments
 from vision_factory.runner import default_runner
 
 
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                         help="a node parameter, e.g. -p model=W (values parsed as YAML)")
     args = parser.parse_args(argv)
-    overrides = {name: yaml.safe_load(text) for name, _, text in (item.partition("=") for item in args.param)}
+    overrides = parse_assignments(args.param, plan_package(args.model, args.backend).defaults())
     print(json.dumps(measure(args.model, args.backend, args.image, args.iterations, args.cache_dir, overrides)))
     return 0
 
