@@ -225,15 +225,12 @@ def run_suite(suite: Suite, ws: Path, env: dict[str, str], backends: list[str], 
     return rows
 
 
-def run_benchmark(ws: Path, env: dict[str, str], models: list[str], backends: list[str], yolo_weights: Path,
+def run_benchmark(ws: Path, env: dict[str, str], backends_of: dict[str, list[str]], yolo_weights: Path,
                   frames: list[Any], quick: bool, out: Path, domain: int) -> list[dict[str, Any]]:
-    """Every suite of `models`, on the backends of `backends` its manifest supports."""
-    from vision_factory.manifest import load_manifest
-
+    """Every suite in `backends_of` (model -> the backends to measure it on)."""
     rows = []
-    for model in models:
-        supported = [b for b in backends if b in load_manifest(model).backends]
-        rows += run_suite(SUITES[model], ws, env, supported, yolo_weights, frames, quick, out, domain)
+    for model, backends in backends_of.items():
+        rows += run_suite(SUITES[model], ws, env, backends, yolo_weights, frames, quick, out, domain)
     return rows
 
 
@@ -352,10 +349,11 @@ def main(argv: list[str] | None = None) -> int:
           file=sys.stderr)
     from vision_factory.manifest import load_manifest
 
-    create_workspace(args.workspace, [(m, b) for m in models for b in backends if b in load_manifest(m).backends])
+    backends_of = {m: [b for b in backends if b in load_manifest(m).backends] for m in models}
+    create_workspace(args.workspace, [(m, b) for m, supported in backends_of.items() for b in supported])
     colcon_build(args.workspace)
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = run_benchmark(args.workspace, workspace_env(args.workspace), models, backends, args.weights.resolve(),
+    rows = run_benchmark(args.workspace, workspace_env(args.workspace), backends_of, args.weights.resolve(),
                          bench_frames(args.bag), args.quick, args.out, args.domain)
     print(write_results(rows, skipped, args.quick, args.out))
     print(f"[bench] wrote bench.json, bench.md and plots into {args.out}", file=sys.stderr)
