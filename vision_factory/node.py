@@ -320,6 +320,17 @@ class InferenceNode(LifecycleNodeMixin, Node):
         self.get_logger().error(reason, throttle_duration_sec=ERROR_THROTTLE_S)
 
 
+def init_until_signalled(args: list[str] | None = None) -> threading.Event:
+    """rclpy.init with our own SIGINT/SIGTERM handling: the returned event is set, and the caller's spin
+    loop ends. (rclpy's handlers would shut the context down under a thread still using it; this way the
+    frame in progress finishes, then the node and context go.)"""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    return stopping
+
+
 def run_node(node_class: Callable[..., InferenceNode], args: list[str] | None = None,
              managed: bool = False) -> None:
     """Entry point of a generated node: start, spin, exit 0 on SIGINT/SIGTERM.
@@ -327,12 +338,7 @@ def run_node(node_class: Callable[..., InferenceNode], args: list[str] | None = 
     A failure to start (bad parameter, missing model, unusable backend) prints one readable line and
     exits 1. `managed` runs it as a lifecycle node, which waits unconfigured for a lifecycle manager.
     """
-    # Our own SIGINT/SIGTERM handling: rclpy's would shut the context down under the inference thread.
-    # Here the loop ends, the inference thread finishes its frame, then the node and context go.
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stopping = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopping.set())
+    stopping = init_until_signalled(args)
     name = Path(sys.argv[0]).name
     try:
         node = node_class(managed=managed)

@@ -14,8 +14,6 @@ message types our nodes publish (so message building costs the same).
 from __future__ import annotations
 
 import argparse
-import signal
-import threading
 from typing import Any, Callable
 
 import numpy as np
@@ -109,13 +107,11 @@ def main(argv: list[str] | None = None) -> None:
 
     import rclpy
     from rclpy.qos import qos_profile_sensor_data
-    from rclpy.signals import SignalHandlerOptions
     from sensor_msgs.msg import Image
 
-    rclpy.init(args=ros_args, signal_handler_options=SignalHandlerOptions.NO)
-    stopping = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopping.set())
+    from vision_factory.node import init_until_signalled
+
+    stopping = init_until_signalled(ros_args)
     name, topic = NODES[args.kind]
     node = rclpy.create_node(name)
     answer_type, answer = BASELINES[args.kind](args)
