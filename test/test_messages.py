@@ -43,3 +43,26 @@ def test_bgr8_image_round_trips() -> None:
     msg = messages.bgr8_image(image, HEADER)
     assert (msg.encoding, msg.width, msg.height, msg.step, msg.header) == ("bgr8", 6, 4, 18, HEADER)
     np.testing.assert_array_equal(image_to_bgr(msg), image)
+
+
+# vision_msgs 4.1.1 (ros-perception/vision_msgs, ROS 2 branch), field for field: the test stand-in (and
+# any vision_msgs a user has) must lay messages out as upstream does, or the CDR bytes differ.
+UPSTREAM_FIELDS = {
+    "Point2D": ["x", "y"],
+    "Pose2D": ["position", "theta"],
+    "BoundingBox2D": ["center", "size_x", "size_y"],
+    "ObjectHypothesis": ["class_id", "score"],
+    "ObjectHypothesisWithPose": ["hypothesis", "pose"],
+    "Detection2D": ["header", "results", "bbox", "id"],
+    "Detection2DArray": ["header", "detections"],
+    "VisionClass": ["class_id", "class_name"],
+    "LabelInfo": ["header", "class_map", "threshold"],
+    "VisionInfo": ["header", "method", "database_location", "database_version"],
+}
+
+
+def test_vision_msgs_lays_out_every_message_as_upstream() -> None:
+    import vision_msgs.msg
+
+    for name, fields in UPSTREAM_FIELDS.items():
+        assert list(getattr(vision_msgs.msg, name).get_fields_and_field_types()) == fields, name
