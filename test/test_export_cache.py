@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,7 +41,7 @@ def test_first_call_builds_then_loads(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", ["truncate", "corrupt", "delete_sibling", "bad_metadata"])
-def test_a_damaged_entry_is_rebuilt(tmp_path: Path, damage: str) -> None:
+def test_a_damaged_entry_is_rebuilt(tmp_path: Path, damage: str, caplog) -> None:
     calls: list = []
     cache = ExportCache(tmp_path)
     entry = cache.get_or_build(FIELDS, "model.onnx", writer(calls))
@@ -51,8 +55,10 @@ def test_a_damaged_entry_is_rebuilt(tmp_path: Path, damage: str) -> None:
         (entry.path.parent / "weights.bin").unlink()
     else:
         (entry.path.parent / "metadata.json").write_text("{not json")
+    caplog.set_level(logging.INFO)
     again = cache.get_or_build(FIELDS, "model.onnx", writer(calls))
     assert again.built and len(calls) == 2 and again.path.read_bytes().startswith(b"artifact-")
+    assert len([r for r in caplog.records if "is invalid" in r.message]) == 1  # said once, not per check
 
 
 def test_a_failed_export_leaves_nothing_that_looks_valid(tmp_path: Path) -> None:
@@ -180,3 +186,33 @@ def test_loading_an_entry_writes_nothing(tmp_path: Path) -> None:
     loaded = ExportCache(tmp_path / "cache").get_or_build(FIELDS, "model.onnx", writer(calls))
     assert loaded.path == built.path and calls == []
     assert sorted(p for p in (tmp_path / "cache").rglob("*")) == before
+
+
+_UNCACHED_RUN = """
+import sys
+from pathlib import Path
+from vision_factory.export_cache import ExportCache
+entry = ExportCache(Path(sys.argv[1])).get_or_build({"model": "m"}, "model.onnx", lambda p: {"bytes": p.write_bytes(b"x")})
+print(entry.path)
+"""
+
+
+def test_an_uncached_export_is_removed_when_the_process_exits(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = subprocess.run([sys.executable, "-c", _UNCACHED_RUN, str(blocker / "cache")], capture_output=True,
+                            text=True, check=True)
+    exported = Path(result.stdout.strip())
+    assert exported.name == "model.onnx" and str(exported).startswith(tempfile.gettempdir())
+    assert not exported.parent.parent.exists()  # the process's stand-in folder went with it
+
+
+def test_a_killed_process_uncached_folder_is_removed_by_the_next(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    left = Path(tempfile.gettempdir()) / f"vision_factory-uncached-{dead}-test"
+    (left / "key").mkdir(parents=True)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    subprocess.run([sys.executable, "-c", _UNCACHED_RUN, str(blocker / "cache")], check=True, capture_output=True)
+    assert not left.exists()

@@ -97,15 +97,20 @@ def test_sigterm_exits_cleanly(workspace, tmp_path) -> None:
     assert "Traceback" not in log.read_text()
 
 
-@pytest.mark.parametrize("model, message", [
-    ("/nonexistent/yolo.onnx", "model file '/nonexistent/yolo.onnx' does not exist"),
-    ("garbage.onnx", "garbage.onnx' is not a readable ONNX model"),
-    ("notes.txt", "notes.txt' is not an ONNX file (.onnx) or a checkpoint (.pt)"),
+@pytest.mark.parametrize("model, content, message", [
+    ("/nonexistent/yolo.onnx", None, "model file '/nonexistent/yolo.onnx' does not exist"),
+    ("garbage.onnx", b"\x00 not a model", "garbage.onnx' is not a readable ONNX model"),
+    ("notes.txt", b"\x00 not a model", "notes.txt' is not an ONNX file (.onnx) or a checkpoint (.pt)"),
+    ("empty.onnx", b"", "empty.onnx' is empty (0 bytes)"),
+    ("folder.onnx", "folder", "folder.onnx' is a directory, not a file"),
 ])
-def test_an_unusable_model_exits_non_zero_with_one_line(workspace, tmp_path, model, message) -> None:
+def test_an_unusable_model_exits_non_zero_with_one_line(workspace, tmp_path, model, content, message) -> None:
     ws, env = workspace
-    if not model.startswith("/"):
-        (tmp_path / model).write_bytes(b"\x00 not a model")
+    if content == "folder":
+        (tmp_path / model).mkdir()
+    elif content is not None:
+        (tmp_path / model).write_bytes(content)
+    if content is not None:
         model = str(tmp_path / model)
     command = node_command(ws, "yolo_onnx", "yolo_onnx", {"model": model, "cache_dir": str(tmp_path)})
     started = time.monotonic()

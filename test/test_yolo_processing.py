@@ -98,12 +98,15 @@ def test_postprocess_matches_ultralytics_nms_on_the_real_model_output(name, conf
     assert ours.labels[0] == "person" and ours.class_name(5) == "bus"
 
 
-def test_classes_accepts_names_and_ids_and_refuses_unknown_names() -> None:
+def test_classes_accepts_names_and_ids_and_refuses_unknown_names_and_ids() -> None:
     detector = YoloDetector(FixedSession(), {"names": "{0: 'person', 1: 'bicycle', 2: 'car'}"}, {})
     assert detector.parse_classes("") is None
     assert detector.parse_classes(" car, 0 ").tolist() == [2, 0]
     assert detector.option_problem("classes", "person") == ""
     assert "unknown class 'dragon'" in detector.option_problem("classes", "person,dragon")
+    assert detector.option_problem("classes", "2") == ""
+    assert "class id 999 in classes is not one of the model's 3 classes (0 to 2)" in \
+        detector.option_problem("classes", "0,999")
 
 
 @pytest.mark.parametrize("row, value", [(4, np.nan), (0, np.inf), (83, -np.inf)])

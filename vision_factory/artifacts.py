@@ -35,6 +35,8 @@ def read_onnx_metadata(path: Path) -> dict[str, str]:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # onnx raises DecodeError and others for a file that is not ONNX
         raise ConfigError(f"'{path}' is not a readable ONNX model: {e}") from e
+    if not model.graph.node:  # protobuf parses an empty file as an empty model
+        raise ConfigError(f"'{path}' is not a readable ONNX model: it holds no graph")
     return {prop.key: prop.value for prop in model.metadata_props}
 
 

@@ -7,6 +7,7 @@ the same key are serialised across processes with an flock, which the kernel dro
 """
 from __future__ import annotations
 
+import atexit
 import fcntl
 import hashlib
 import json
@@ -85,16 +86,18 @@ class ExportCache:
         `on_build()` is called when an export starts (also when waiting for another process's export)."""
         key = cache_key(fields)
         entry_dir = self.root / key
-        entry = self._load(entry_dir, key, filename, logger)
+        entry, problem = self._load(entry_dir, key, filename)
         if entry is not None:
             return entry
+        if problem:
+            logger.warning(f"cache entry {entry_dir} is invalid: {problem}; rebuilding it")
         if on_build is not None:
             on_build()
         root = self._writable_root(logger)
         if root != self.root:  # exports go to a temporary folder for this process only
             return ExportCache(root).get_or_build(fields, filename, build, logger)
         with self._lock(key, logger):
-            entry = self._load(entry_dir, key, filename, logger)  # another process may have built it
+            entry, _ = self._load(entry_dir, key, filename)  # another process may have built it
             if entry is not None:
                 return entry
             return self._build(entry_dir, key, fields, filename, build, logger)
@@ -130,7 +133,7 @@ class ExportCache:
             with tempfile.TemporaryFile(dir=self.root):
                 return self.root
         except OSError as e:
-            stand_in = Path(tempfile.mkdtemp(prefix="vision_factory-uncached-"))
+            stand_in = _uncached_folder()
             _UNWRITABLE[self.root] = stand_in
             logger.warning(f"the cache folder {self.root} is not writable ({e.strerror}): exporting into "
                            f"{stand_in} for this run only, nothing is cached")
@@ -152,10 +155,11 @@ class ExportCache:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     @staticmethod
-    def _load(entry_dir: Path, key: str, filename: str, logger: Any) -> CacheEntry | None:
+    def _load(entry_dir: Path, key: str, filename: str) -> tuple[CacheEntry | None, str]:
+        """The verified entry, or None and what is wrong with it ('' when there is none)."""
         meta_path = entry_dir / METADATA
         if not entry_dir.exists():
-            return None
+            return None, ""
         problem = ""
         try:
             metadata = json.loads(meta_path.read_text())
@@ -172,9 +176,8 @@ class ExportCache:
         except (OSError, ValueError, KeyError, TypeError) as e:
             problem = f"its metadata is unreadable ({e})"
         if problem:
-            logger.warning(f"cache entry {entry_dir} is invalid: {problem}; rebuilding it")
-            return None
-        return CacheEntry(entry_dir / filename, metadata, built=False)
+            return None, problem
+        return CacheEntry(entry_dir / filename, metadata, built=False), ""
 
     def _build(self, entry_dir: Path, key: str, fields: Mapping[str, Any], filename: str,
                build: Callable[[Path], Mapping[str, Any]], logger: Any) -> CacheEntry:
@@ -205,6 +208,19 @@ class ExportCache:
             shutil.rmtree(tmp_dir, ignore_errors=True)
         logger.info(f"exported {filename} into {entry_dir} in {metadata['export_seconds']:.1f} s")
         return CacheEntry(entry_dir / filename, metadata, built=True)
+
+
+def _uncached_folder() -> Path:
+    """A temporary folder for this process's exports, removed when it exits; also removes the folders of
+    processes that died without that chance (SIGKILL)."""
+    prefix = "vision_factory-uncached-"
+    for old in Path(tempfile.gettempdir()).glob(f"{prefix}*-*"):
+        pid = old.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(old, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 @contextmanager

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from vision_factory.backends.session import Session
-from vision_factory.errors import ConfigError
+from vision_factory.errors import ConfigError, file_problem
 
 URL_SCHEMES = ("http://", "https://")
 
@@ -30,9 +30,10 @@ def to_blob(image: np.ndarray) -> np.ndarray:
 
 def onnx_weights_problem(model: str) -> str:
     """'' if `model` is an existing file or an http(s) URL, else why not."""
-    if model.startswith(URL_SCHEMES) or Path(model).expanduser().is_file():
+    if model.startswith(URL_SCHEMES):
         return ""
-    return f"model file '{model}' does not exist (give a file path or an http(s) URL of an .onnx or .zip)"
+    problem = file_problem(model)
+    return f"{problem} (give a file path or an http(s) URL of an .onnx or .zip)" if problem else ""
 
 
 def resolve_onnx_weights(model: str, download_dir: Path) -> Path:

@@ -16,7 +16,7 @@ import numpy as np
 
 from vision_factory.backends.session import Session
 from vision_factory.detections import Detections
-from vision_factory.errors import ConfigError
+from vision_factory.errors import ConfigError, file_problem
 from vision_factory.letterbox import Letterbox, letterbox
 from vision_factory.nms import class_aware_nms
 
@@ -32,11 +32,11 @@ os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"
 
 
 def weights_problem(model: str) -> str:
-    """'' if `model` is an existing file or a bare name ultralytics may download (yolov8n.pt), else why not."""
+    """'' if `model` is a non-empty file or a bare name ultralytics may download (yolov8n.pt), else why not."""
     path = Path(model).expanduser()
-    if path.is_file() or (path.parent == Path(".") and path.suffix in CHECKPOINT_SUFFIXES):
+    if not path.exists() and path.parent == Path(".") and path.suffix in CHECKPOINT_SUFFIXES:
         return ""
-    return f"model file '{model}' does not exist"
+    return file_problem(model)
 
 
 def resolve_weights(model: str, download_dir: Path) -> Path:
@@ -208,6 +208,9 @@ class YoloDetector:
             if not item:
                 continue
             if item.isdigit():
+                if self.labels and int(item) >= len(self.labels):
+                    raise ConfigError(f"class id {item} in classes is not one of the model's "
+                                      f"{len(self.labels)} classes (0 to {len(self.labels) - 1})")
                 ids.append(int(item))
             elif item in self.labels:
                 ids.append(self.labels.index(item))
