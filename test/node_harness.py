@@ -21,7 +21,7 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from vision_factory.bag_replay import ReplayProbe
 from vision_factory.image_conversion import image_to_bgr
-from vision_factory.workspace import node_command, stop
+from vision_factory.workspace import node_command, start_process, stop
 
 _DOMAINS = itertools.count(os.getpid() % 25 * 4)
 DISCOVERY_S = 30.0  # a running node publishes diagnostics every second: by then the probe hears it
@@ -69,8 +69,8 @@ def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path, managed
     command = node_command(ws, package, executable, overrides, {"image_raw": "/camera/image_raw"})
     log = tmp_path / f"{package}-{domain}.log"
     with open(log, "w") as out:
-        process = subprocess.Popen(command, env={**env, "ROS_DOMAIN_ID": str(domain)}, stdout=out,
-                                   stderr=subprocess.STDOUT)
+        process = start_process(command, {**env, "ROS_DOMAIN_ID": str(domain)}, stdout=out,
+                                stderr=subprocess.STDOUT)
 
     def new_probe() -> ReplayProbe:
         return ReplayProbe({**topics, "/diagnostics": DiagnosticArray}, domain_id=domain,

@@ -9,7 +9,7 @@ import time
 from conftest import CHECKPOINT, INT8_ONNX, asset
 from node_harness import diagnostics_of, launched, next_domain, replay_and_collect, set_parameter
 from reference import from_message
-from vision_factory.workspace import node_command
+from vision_factory.workspace import node_command, start_process
 
 
 def test_the_model_file_deleted_or_corrupted_while_running(workspace, frames, tmp_path) -> None:
@@ -43,8 +43,8 @@ def test_an_export_killed_half_way_is_rebuilt_on_the_next_launch(workspace, fram
                            {"model": str(asset(CHECKPOINT)), "cache_dir": str(cache)})
     log = tmp_path / "killed.log"
     with open(log, "w") as out:
-        process = subprocess.Popen(command, env={**env, "ROS_DOMAIN_ID": str(next_domain())}, stdout=out,
-                                   stderr=subprocess.STDOUT)
+        process = start_process(command, {**env, "ROS_DOMAIN_ID": str(next_domain())}, stdout=out,
+                                stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while "first launch with these weights: exporting" not in log.read_text():
         assert process.poll() is None and time.monotonic() < deadline, log.read_text()

@@ -6,7 +6,6 @@ bag, print every frame's detections and save the annotated last frame.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import cv2
 from vision_factory.bag_replay import ReplayProbe, read_images
 from vision_factory.image_conversion import image_to_bgr
 from vision_factory.workspace import (colcon_build, create_workspace, node_command, shared_assets, source_checkout,
-                                      stop, workspace_env)
+                                      start_process, stop, workspace_env)
 
 ASSETS = shared_assets()
 
@@ -42,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     command = node_command(args.workspace, package, package, remaps={"image_raw": "/camera/image_raw"},
                            params_files=[source_checkout() / "config" / "demo.yaml"])
     print(f"[demo] starting: {' '.join(command)}")
-    node = subprocess.Popen(command, env=env)
+    node = start_process(command, env)
     detections_topic, debug_topic = f"/{package}/detections", f"/{package}/debug_image"
     labels_topic = f"/{package}/label_info"
     probe = ReplayProbe({detections_topic: Detection2DArray, debug_topic: Image, labels_topic: LabelInfo},

@@ -5,11 +5,12 @@ overlays whatever ROS environment is sourced (a distribution, or this repository
 """
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import subprocess
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from vision_factory.generator import plan_package, write_package
 
@@ -77,13 +78,47 @@ def node_command(ws: Path, package: str, executable: str, overrides: Mapping[str
     return command
 
 
+_children: set[subprocess.Popen] = set()  # started by start_process and not yet stopped
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: the kernel sends SIGKILL when the process that started it dies, even by
+    a segmentation fault, so no node outlives a crashed test run or benchmark (Linux prctl)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def start_process(command: list[str], env: Mapping[str, str] | None = None, stdout: Any = None,
+                  stderr: Any = None) -> subprocess.Popen:
+    """Start a node (or any helper process) that dies with this one: in a process group of its own (so
+    stop() ends whatever it started too), killed by the kernel if this process dies, and stopped at
+    this process's normal exit if nobody stopped it before."""
+    process = subprocess.Popen(command, env=None if env is None else dict(env), stdout=stdout, stderr=stderr,
+                               start_new_session=True, preexec_fn=_die_with_parent)
+    _children.add(process)
+    return process
+
+
 def stop(process: subprocess.Popen, timeout_s: float = 10.0) -> int:
-    """SIGINT the node, as Ctrl-C does, and return its exit code (killing it if it hangs)."""
+    """SIGINT the node, as Ctrl-C does, and return its exit code (killing its process group if it hangs)."""
+    _children.discard(process)
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # the node if it hung, and anything it left behind
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait()
     return process.returncode
+
+
+@atexit.register
+def _stop_children() -> None:
+    for process in list(_children):
+        stop(process, timeout_s=2.0)

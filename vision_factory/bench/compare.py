@@ -43,7 +43,7 @@ from typing import Any
 
 from vision_factory.bench.node_probe import NodeUnderTest, percentiles_ms
 from vision_factory.workspace import (colcon_build, create_workspace, node_command, shared_assets, source_checkout,
-                                      workspace_env)
+                                      start_process, stop, workspace_env)
 
 ASSETS = shared_assets()
 FRAME_WH = (640, 480)
@@ -151,10 +151,14 @@ def raw_inference(model: str, backend: str, weights: dict[str, str], env: dict[s
                "--image", str(image), "--iterations", str(plan.raw_iterations), "--cache-dir", str(cache_dir)]
     for name, value in weights.items():
         command += ["-p", f"{name}={value}"]
-    result = subprocess.run(command, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"raw inference of {model} on {backend} failed:\n{result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    process = start_process(command, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        stdout, stderr = (text.decode() for text in process.communicate())
+    finally:
+        stop(process)
+    if process.returncode != 0:
+        raise RuntimeError(f"raw inference of {model} on {backend} failed:\n{stderr[-2000:]}")
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def node_figures(node: NodeUnderTest, plan: Plan) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from vision_factory.workspace import stop
+from vision_factory.workspace import start_process, stop
 
 FIRST_ANSWER_PERIOD_S = 0.05  # while waiting for the first answer, a frame every 50 ms
 DISCOVERY_S = 30.0  # by then a running node's diagnostics have been heard, or discovery failed
@@ -71,8 +71,8 @@ class NodeUnderTest:
         self._connect()
         started = time.monotonic()
         out = open(self.log, "w") if self.log else subprocess.DEVNULL
-        self.process = subprocess.Popen(self.command, env={**self.env, "ROS_DOMAIN_ID": str(self.domain)},
-                                        stdout=out, stderr=subprocess.STDOUT)
+        self.process = start_process(self.command, {**self.env, "ROS_DOMAIN_ID": str(self.domain)},
+                                     stdout=out, stderr=subprocess.STDOUT)
         reconnected = False
         while not self.arrivals:
             elapsed = time.monotonic() - started

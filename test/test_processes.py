@@ -1,0 +1,51 @@
+"""Processes the harness, the demo and the benchmark start never outlive them: not after a crash of the
+parent (a segmentation fault), not after a normal exit that forgot them, and stop() ends what they
+started in turn."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from vision_factory.workspace import start_process, stop
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
+
+
+def alive(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def gone_soon(pid: int, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not alive(pid)
+
+
+def parent_that(ends: str) -> subprocess.CompletedProcess:
+    code = (f"import sys, ctypes\nfrom vision_factory.workspace import start_process\n"
+            f"print(start_process({SLEEPER!r}).pid, flush=True)\n{ends}\n")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
+def test_a_child_dies_when_its_parent_segfaults() -> None:
+    result = parent_that("ctypes.string_at(0)")  # reads address 0: SIGSEGV, no finaliser runs
+    assert result.returncode == -11
+    assert gone_soon(int(result.stdout.split()[0]))
+
+
+def test_a_child_nobody_stopped_is_stopped_at_a_normal_exit() -> None:
+    result = parent_that("sys.exit(0)")
+    assert result.returncode == 0
+    assert gone_soon(int(result.stdout.split()[0]))
+
+
+def test_stop_ends_what_the_process_started() -> None:
+    spawner = start_process([sys.executable, "-c", f"import subprocess; print(subprocess.Popen({SLEEPER!r}).pid, "
+                             f"flush=True); import time; time.sleep(120)"], stdout=subprocess.PIPE)
+    grandchild = int(spawner.stdout.readline())
+    stop(spawner, timeout_s=0.5)  # python's default SIGINT: the spawner ends, its child would not
+    assert gone_soon(spawner.pid) and gone_soon(grandchild)
