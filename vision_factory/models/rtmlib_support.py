@@ -29,7 +29,7 @@ def to_blob(image: np.ndarray) -> np.ndarray:
 
 
 def onnx_weights_problem(model: str) -> str:
-    """'' if `model` is an existing file or an http(s) URL, else why not."""
+    """'' if `model` is a non-empty file or an http(s) URL, else why not."""
     if model.startswith(URL_SCHEMES):
         return ""
     problem = file_problem(model)
