@@ -9,6 +9,7 @@ import atexit
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -81,22 +82,27 @@ def node_command(ws: Path, package: str, executable: str, overrides: Mapping[str
 _children: set[subprocess.Popen] = set()  # started by start_process and not yet stopped
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: the kernel sends SIGKILL when the process that started it dies, even by
-    a segmentation fault, so no node outlives a crashed test run or benchmark (Linux prctl)."""
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+# Run in the child instead of a preexec_fn (which can deadlock between fork and exec beside the parent's
+# threads): set the kernel's parent-death signal, give up if the parent already died (the signal would
+# never come), then become the command.
+_DIE_WITH_PARENT = """
+import ctypes, os, signal, sys
+ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(1)
+os.execvp(sys.argv[2], sys.argv[2:])
+"""
 
 
 def start_process(command: list[str], env: Mapping[str, str] | None = None, stdout: Any = None,
                   stderr: Any = None) -> subprocess.Popen:
     """Start a node (or any helper process) that dies with this one: in a process group of its own (so
-    stop() ends whatever it started too), killed by the kernel if this process dies, and stopped at
-    this process's normal exit if nobody stopped it before."""
-    process = subprocess.Popen(command, env=None if env is None else dict(env), stdout=stdout, stderr=stderr,
-                               start_new_session=True, preexec_fn=_die_with_parent)
+    stop() ends whatever it started too), sent SIGKILL by the kernel when this process dies, even by a
+    segmentation fault (Linux), and stopped at this process's normal exit if nobody stopped it before.
+    Its stdin is /dev/null: it never reads what belongs to this process."""
+    command = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *command]
+    process = subprocess.Popen(command, env=None if env is None else dict(env), stdin=subprocess.DEVNULL,
+                               stdout=stdout, stderr=stderr, start_new_session=True)
     _children.add(process)
     return process
 
