@@ -17,7 +17,7 @@ IMAGES = ASSETS / "images"
 os.environ.setdefault("YOLO_OFFLINE", "1")
 # Tests import ultralytics (the reference) before vision_factory may; loading checkpoints stays restricted.
 os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"
-os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA?sockets_size=64MB")  # as .cache/env.sh
 # transformers keeps code it imports from checkpoints (the remote-code test) under HF_HOME: not in ~.
 os.environ.setdefault("HF_HOME", str(ROOT / ".cache" / "huggingface"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
 
-from vision_factory.diagnostics import inference_status
+from vision_factory.diagnostics import SILENT_PUBLISHER_HINT, inference_status
 from vision_factory.frame_stats import FrameStats
 from vision_factory.frame_worker import LatestFrameWorker
 from vision_factory.live_runner import RUNNING
@@ -64,7 +64,7 @@ def test_rates_and_percentiles_over_the_window() -> None:
         clock.now += 0.05  # 20 Hz for 5 s
         stats.received()
         stats.published(latency_s=0.010 + (0.090 if i == 99 else 0.0), inference_s=0.008, stamp_latency_s=0.030)
-    stats.rejected()
+    stats.rejected("dropped a frame: empty image: 0x0")
     snap = stats.snapshot()
     assert snap["input_hz"] == pytest.approx(20, abs=0.3) and snap["output_hz"] == pytest.approx(20, abs=0.3)
     assert snap["latency_p50_ms"] == pytest.approx(10.0) and snap["latency_p99_ms"] > 10.0
@@ -73,6 +73,22 @@ def test_rates_and_percentiles_over_the_window() -> None:
     clock.now += 10  # silence: the window empties, totals stay
     snap = stats.snapshot()
     assert snap["input_hz"] == 0 and snap["latency_p50_ms"] is None and snap["seconds_since_input"] == 10.0
+
+
+def test_rejected_and_lost_frames_are_counted_over_the_window_with_the_latest_reason() -> None:
+    clock = Clock()
+    stats = FrameStats(window_s=5.0, clock=clock)
+    stats.rejected("dropped a frame: unsupported encoding '16UC1'")
+    clock.now += 1
+    stats.rejected("dropped a frame: empty image: 0x0")
+    stats.lost(3)
+    snap = stats.snapshot()
+    assert (snap["rejected_recent"], snap["last_rejection"]) == (2, "dropped a frame: empty image: 0x0")
+    assert (snap["lost_recent"], snap["lost_total"]) == (3, 3)
+    clock.now += 10
+    snap = stats.snapshot()
+    assert (snap["rejected_recent"], snap["last_rejection"], snap["lost_recent"]) == (0, "", 0)
+    assert (snap["rejected_total"], snap["lost_total"]) == (2, 3)
 
 
 def running_live(last_error: str = "") -> SimpleNamespace:
@@ -98,3 +114,22 @@ def test_diagnostics_rules(since_input, p99, last_error, level, text) -> None:
     assert values["dropped_frames"] == "3" and values["active"] == "CPUExecutionProvider"
     assert {"input_hz", "output_hz", "latency_p50_ms", "latency_p99_ms", "inference_p50_ms",
             "stamp_latency_p99_ms", "last_error", "state", "model"} <= set(values)
+
+
+@pytest.mark.parametrize("stats, text", [
+    ({"seconds_since_input": 7.0, "matched_publishers": 1},
+     f"running: no input for 7 s from 1 matched publisher(s): {SILENT_PUBLISHER_HINT}"),
+    ({"lost_recent": 12}, f"running: 12 frames lost in transport in the last 5 s: {SILENT_PUBLISHER_HINT}"),
+    ({"received_recent": 86, "rejected_recent": 58, "last_rejection": "dropped a frame: empty image: 0x0"},
+     "running: 58 of 86 frames in the last 5 s rejected: dropped a frame: empty image: 0x0"),
+    ({"received_recent": 100, "rejected_recent": 2, "last_rejection": "dropped a frame: empty image: 0x0"},
+     "running"),  # under REJECTED_SHARE: a stray bad frame is an error line, not a warning
+])
+def test_diagnostics_say_why_frames_do_not_become_results(stats, text) -> None:
+    """A matched publisher whose frames never arrive, frames lost in transport, and a flood of rejected
+    frames each make the node WARN with the cause, not report a healthy "running"."""
+    live = running_live()
+    status = inference_status("yolo_onnx", "onnx", live.state, live, {**FrameStats().snapshot(), **stats},
+                              dropped=0, no_input_s=5.0, latency_ms=1000.0)
+    level = DiagnosticStatus.OK if text == "running" else DiagnosticStatus.WARN
+    assert (status.level, status.message) == (level, text)

@@ -1,9 +1,10 @@
 """Managed (lifecycle) mode, driven as `ros2 lifecycle set` does: configure loads the model, activate
-subscribes and publishes, deactivate stops, cleanup frees the model; a failed configure is reported and
-the node waits for the next try."""
+subscribes and publishes, deactivate stops, cleanup frees the model, shutdown finalizes it; a failed
+configure is reported and the node waits for the next try."""
 from __future__ import annotations
 
 import gc
+import signal
 import time
 import weakref
 from pathlib import Path
@@ -46,8 +47,10 @@ def test_a_managed_node_goes_through_its_lifecycle(workspace, frames, tmp_path: 
         assert lifecycle_state(probe, NODE) == "inactive"
         assert probe.wait_for_message(f"{NODE}/label_info", 5)
         assert latest_state(probe) == "inactive" and subscribers(probe) == 0
+        assert "ready: yolo on onnx" in log.read_text() and "listening on" not in log.read_text()
 
         assert change_state(probe, NODE, "activate")
+        assert f"listening on {INPUT}" in log.read_text()
         answers = replay_and_collect(probe, "onnx", frames)
         assert [a.header.stamp for a in answers] == [decoded(m)[0].stamp for m in frames], log.read_text()
         assert any(a.detections for a in answers) and latest_state(probe) == "running"
@@ -57,6 +60,9 @@ def test_a_managed_node_goes_through_its_lifecycle(workspace, frames, tmp_path: 
 
         assert change_state(probe, NODE, "cleanup")
         assert lifecycle_state(probe, NODE) == "unconfigured" and latest_state(probe) == "unconfigured"
+
+        assert change_state(probe, NODE, "unconfigured_shutdown")
+        assert lifecycle_state(probe, NODE) == "finalized" and latest_state(probe) == "finalized"
         assert process.poll() is None
     assert process.returncode == 0, log.read_text()
 
@@ -87,6 +93,23 @@ def test_diagnostics_keep_coming_while_configure_exports(workspace, tmp_path: Pa
         assert probe.spin_until(configured.done, 120)
         states = [status["state"] for status in diagnostics_of(probe, "yolo_onnx")]
     assert configured.result().success and "exporting" in states, (states, log.read_text())
+
+
+def test_a_stop_during_the_configure_export_ends_it(workspace, tmp_path: Path) -> None:
+    """SIGINT while configure exports: the node exits at once with 0, not when the export is done (for
+    a TensorRT engine, minutes later), and the next launch exports afresh."""
+    with launched(workspace, "onnx", tmp_path, managed=True, model=str(asset(CHECKPOINT))) as (process, probe, log):
+        change_state_async(probe, NODE, "configure")
+        assert probe.spin_until(lambda: any(s["state"] == "exporting" for s in diagnostics_of(probe, "yolo_onnx")), 60)
+        process.send_signal(signal.SIGINT)
+        stopped = time.monotonic()
+        returncode = process.wait(30)
+        took = time.monotonic() - stopped
+    assert returncode == 0 and "ready:" not in log.read_text(), log.read_text()
+    assert took < 5, f"exited {took:.1f} s after SIGINT"
+    with launched(workspace, "onnx", tmp_path, managed=True, model=str(asset(CHECKPOINT))) as (process, probe, log):
+        assert change_state(probe, NODE, "configure")
+    assert "exporting" in log.read_text()
 
 
 def test_cleanup_frees_the_model_session(tmp_path: Path) -> None:

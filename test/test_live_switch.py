@@ -134,6 +134,9 @@ def test_a_failed_rebuild_keeps_the_old_session_and_is_reported(workspace, frame
         probe.spin_until(lambda: any(s["level"] == 1 for s in diagnostics_of(probe, "yolo_onnx")), 5)
         after = replay_and_collect(probe, "onnx", frames[:2])
         statuses = diagnostics_of(probe, "yolo_onnx")
+        # `model` keeps what was asked for; the read-only active_model says which weights still serve.
+        requested, serving = (get_parameter(probe, "/yolo_onnx", name) for name in ("model", "active_model"))
+    assert (requested, serving) == (str(broken), str(INT8_ONNX))
     assert "is not a readable ONNX model" in log.read_text() and "still serving" in log.read_text()
     assert [from_message(a) for a in before] == [from_message(a) for a in after]
     warned = [s for s in statuses if s["level"] == 1]

@@ -4,8 +4,10 @@ Level rules (also in the README):
   ERROR  no model session could be built (unmanaged, the node is about to exit; managed, configure
          failed and the node waits unconfigured)
   WARN   the last rebuild failed and the previous session still serves; or, once running, no input
-         for more than diagnostics_no_input_s; or p99 latency (received -> published) above
-         diagnostics_latency_ms
+         for more than diagnostics_no_input_s (with the likely cause when a publisher is matched);
+         frames lost in transport within the last window; at least REJECTED_SHARE of the frames of
+         the last window rejected (with the latest reason); or p99 latency (received -> published)
+         above diagnostics_latency_ms
   OK     otherwise
 """
 from __future__ import annotations
@@ -16,10 +18,17 @@ from typing import Any, Callable, Mapping
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from std_msgs.msg import Header
 
+from vision_factory.frame_stats import WINDOW_S
 from vision_factory.live_runner import ERROR, RUNNING, LiveRunner
 
 TOPIC = "/diagnostics"
 PERIOD_S = 1.0
+REJECTED_SHARE = 0.1
+# Why a matched publisher's frames do not arrive, measured: Fast DDS drops best-effort samples larger
+# than the publisher's socket buffers (4K and 8K bgr8) unless the publisher's process enlarges them.
+SILENT_PUBLISHER_HINT = ("frames too large for the transport are lost on the way: on a best-effort camera "
+                         "set FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA?sockets_size=64MB in the camera's "
+                         "environment, or publish reliable")
 
 
 class PeriodicPublisher:
@@ -59,7 +68,16 @@ def inference_status(node_name: str, backend: str, state: str, live: LiveRunner,
     if live.last_error and state != ERROR:
         warnings.append("last rebuild failed")
     if state == RUNNING and stats["seconds_since_input"] > no_input_s:
-        warnings.append(f"no input for {stats['seconds_since_input']:.0f} s")
+        silence = f"no input for {stats['seconds_since_input']:.0f} s"
+        if stats.get("matched_publishers"):
+            silence += f" from {stats['matched_publishers']} matched publisher(s): {SILENT_PUBLISHER_HINT}"
+        warnings.append(silence)
+    if stats.get("lost_recent"):
+        warnings.append(f"{stats['lost_recent']} frames lost in transport in the last {WINDOW_S:.0f} s: "
+                        f"{SILENT_PUBLISHER_HINT}")
+    if stats["rejected_recent"] and stats["rejected_recent"] >= REJECTED_SHARE * stats["received_recent"]:
+        warnings.append(f"{stats['rejected_recent']} of {stats['received_recent']} frames in the last "
+                        f"{WINDOW_S:.0f} s rejected: {stats['last_rejection']}")
     if stats["latency_p99_ms"] is not None and stats["latency_p99_ms"] > latency_ms:
         warnings.append(f"p99 latency {stats['latency_p99_ms']:.0f} ms over {latency_ms:.0f} ms")
     message = state

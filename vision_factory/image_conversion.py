@@ -23,7 +23,12 @@ ENCODINGS: dict[str, tuple[int, int | None]] = {
 
 
 class ImageDecodeError(ValueError):
-    """The message cannot be turned into an image; the text says why."""
+    """The message cannot be turned into an image; the text says why, `kind` names the check that
+    failed (the node logs each kind on a throttle of its own)."""
+
+    def __init__(self, text: str, kind: str):
+        super().__init__(text)
+        self.kind = kind
 
 
 def image_to_bgr(msg: Any) -> np.ndarray:
@@ -31,18 +36,18 @@ def image_to_bgr(msg: Any) -> np.ndarray:
     encoding = msg.encoding.lower()
     if encoding not in ENCODINGS:
         raise ImageDecodeError(
-            f"unsupported encoding '{msg.encoding}' (supported: {', '.join(ENCODINGS)})")
+            f"unsupported encoding '{msg.encoding}' (supported: {', '.join(ENCODINGS)})", "encoding")
     channels, conversion = ENCODINGS[encoding]
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height <= 0 or width <= 0:
-        raise ImageDecodeError(f"empty image: {width}x{height}")
+        raise ImageDecodeError(f"empty image: {width}x{height}", "size")
     row_bytes = width * channels
     if step < row_bytes:
-        raise ImageDecodeError(f"step {step} is smaller than width x channels = {row_bytes}")
+        raise ImageDecodeError(f"step {step} is smaller than width x channels = {row_bytes}", "step")
     data = msg.data
     if len(data) != step * height:
         raise ImageDecodeError(
-            f"data holds {len(data)} bytes, expected step x height = {step} x {height} = {step * height}")
+            f"data holds {len(data)} bytes, expected step x height = {step} x {height} = {step * height}", "data")
     # A view over the message buffer; the conversion below makes the one copy we need.
     rows = np.frombuffer(data, dtype=np.uint8).reshape(height, step)[:, :row_bytes]
     pixels = rows.reshape(height, width, channels)
@@ -58,5 +63,6 @@ def compressed_to_bgr(msg: Any) -> np.ndarray:
     buffer = np.frombuffer(msg.data, dtype=np.uint8)
     image = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
     if image is None:
-        raise ImageDecodeError(f"cannot decode CompressedImage (format '{msg.format}', {buffer.size} bytes)")
+        raise ImageDecodeError(f"cannot decode CompressedImage (format '{msg.format}', {buffer.size} bytes)",
+                               "compressed")
     return image

@@ -49,14 +49,16 @@ class LiveRunner:
         with self._lock:
             return self._worker is not None
 
-    def wait(self) -> None:
-        """Block until no build is under way or queued."""
+    def wait(self, stopping: threading.Event | None = None) -> bool:
+        """Block until no build is under way or queued (True), or until `stopping` is set (False)."""
         while True:
             with self._lock:
                 worker = self._worker
             if worker is None:
-                return
-            worker.join()
+                return True
+            if stopping is not None and stopping.is_set():
+                return False
+            worker.join(timeout=None if stopping is None else 0.1)
 
     def release(self) -> None:
         """Wait for any build, then drop the serving runner: its session and memory go with the last frame

@@ -19,7 +19,7 @@ import yaml
 
 from vision_factory.backends import BACKENDS, GPU_RUNTIMES, Backend, all_backend_parameters, get_backend
 from vision_factory.errors import ConfigError
-from vision_factory.parameters import COMMON_PARAMETERS, OUTPUT_PARAMETERS, ParameterSpec
+from vision_factory.parameters import COMMON_PARAMETERS, OUTPUT_PARAMETERS, ParameterSpec, active_weights
 
 # Output kinds a model can declare; each maps to a publisher in vision_factory.outputs.
 OUTPUTS = ("detections", "poses", "depth")
@@ -127,7 +127,7 @@ def parse_manifest(text: str, source: str) -> Manifest:
     parameters, extra_weights = [], []
     for name, spec in data["weights"].items():
         field = f"weights.{name}"
-        if not isinstance(name, str) or not IDENTIFIER.match(name) or name in taken:
+        if not isinstance(name, str) or not IDENTIFIER.match(name) or {name, f"active_{name}"} & taken:
             raise fail(field, "a weights parameter is a lower-case identifier no node or backend declares")
         if not isinstance(spec, dict) or set(spec) != _WEIGHTS_KEYS:
             raise fail(field, f"expected a mapping of exactly {', '.join(sorted(_WEIGHTS_KEYS))}")
@@ -139,8 +139,9 @@ def parse_manifest(text: str, source: str) -> Manifest:
             raise fail(f"{field}.module", f"'{spec['module']}' is not a Python module path")
         extra_weights.append(Weights(name, spec["default"], spec["module"]))
         # A weights file is a parameter like any other: live, and a change rebuilds the sessions.
-        parameters.append(ParameterSpec(name, "string", spec["default"], spec["description"], applies="rebuild"))
-        taken.add(name)
+        parameters += [ParameterSpec(name, "string", spec["default"], spec["description"], applies="rebuild"),
+                       active_weights(name)]
+        taken |= {name, active_weights(name).name}
     for name, spec in data["parameters"].items():
         field = f"parameters.{name}"
         if not isinstance(name, str) or not IDENTIFIER.match(name):

@@ -11,6 +11,7 @@ managed, as a ROS 2 lifecycle node (the `<node>_managed` executable):
 """
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -26,13 +27,13 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from vision_factory import diagnostics
+from vision_factory.camera_input import CameraInput
 from vision_factory.errors import ConfigError
 from vision_factory.frame_stats import FrameStats
 from vision_factory.frame_worker import LatestFrameWorker
@@ -40,26 +41,13 @@ from vision_factory.image_conversion import ImageDecodeError, compressed_to_bgr,
 from vision_factory.live_runner import ERROR, RUNNING, LiveRunner
 from vision_factory.manifest import load_manifest
 from vision_factory.outputs import OUTPUTS
-from vision_factory.parameters import ParameterSpec
+from vision_factory.parameters import ParameterSpec, active_weights
 from vision_factory.runner import Runner, build_runner
 
 ERROR_THROTTLE_S = 5.0
 SPIN_PERIOD_S = 0.1  # also the longest a stop signal waits to be noticed
-QOS_POLL_S = 0.5
-RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
-# Diagnostics states of a managed node before configure and between configure and activate.
-UNCONFIGURED, INACTIVE = "unconfigured", "inactive"
-
-
-def input_qos(reliability: str, depth: int = 1) -> QoSProfile:
-    """Keep the last `depth` frames (1 by default: a slow model must never work through a backlog)."""
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=RELIABILITY[reliability])
-
-
-def matching_reliability(publishers: Sequence[Any]) -> str:
-    """The reliability that connects to every publisher found: best effort if any of them is."""
-    best_effort = any(p.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for p in publishers)
-    return "best_effort" if best_effort else "reliable"
+# Diagnostics states of a managed node: before configure, between configure and activate, after shutdown.
+UNCONFIGURED, INACTIVE, FINALIZED = "unconfigured", "inactive", "finalized"
 
 
 class InferenceNode(LifecycleNodeMixin, Node):
@@ -88,11 +76,14 @@ class InferenceNode(LifecycleNodeMixin, Node):
             if problem:
                 raise ConfigError(f"parameter '{name}': {problem}")
         self.failure: str | None = None
+        self.stopping = threading.Event()  # set on SIGINT / SIGTERM (run_node); a configure in progress ends
         self._loaded = False  # a session is built or being built (unmanaged: always; managed: configured)
         self._active = False  # subscribed and publishing
+        self._finalized = False  # managed: shut down, for good
         self._reporting = False  # True while the node itself sets its "report" parameters
         self._announced: Runner | None = None
         self._stats = FrameStats()
+        self._last_logged: dict[str, float] = {}  # rejection kind -> when it was last logged
         self._worker = LatestFrameWorker(self._process_frame, name=f"{node_name}-inference")
 
         self._output = OUTPUTS[self._manifest.output](self)
@@ -107,10 +98,10 @@ class InferenceNode(LifecycleNodeMixin, Node):
         compressed = self._values["input_compressed"]
         # As image_transport does: the compressed stream lives under the (remapped) image topic.
         base = self.resolve_topic_name("image_raw")
-        self._input_topic, self._input_type = (f"{base}/compressed", CompressedImage) if compressed else (base, Image)
+        topic, msg_type = (f"{base}/compressed", CompressedImage) if compressed else (base, Image)
         self._decode: Callable[[Any], Any] = compressed_to_bgr if compressed else image_to_bgr
-        self._subscription: Any = None
-        self._qos_timer: Any = None
+        self._input = CameraInput(self, topic, msg_type, self._values["input_reliability"],
+                                  self._values["input_depth"], self._on_image, self._stats.lost)
         self._diagnostics_thread = diagnostics.PeriodicPublisher(self._publish_diagnostics, self.get_logger(),
                                                                  name=f"{node_name}-diagnostics")
         if not managed:
@@ -125,16 +116,11 @@ class InferenceNode(LifecycleNodeMixin, Node):
 
     def _start_input(self) -> None:
         self._active = True
-        self._subscribe()
+        self._input.start()
 
     def _stop_input(self) -> None:
         self._active = False
-        if self._qos_timer is not None:
-            self.destroy_timer(self._qos_timer)
-            self._qos_timer = None
-        if self._subscription is not None:
-            self.destroy_subscription(self._subscription)
-            self._subscription = None
+        self._input.stop()
 
     def _unload(self) -> None:
         self._loaded = False
@@ -144,9 +130,12 @@ class InferenceNode(LifecycleNodeMixin, Node):
     # --- lifecycle transitions (managed mode) ------------------------------------------------------
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Load or export the model and return once it is ready."""
+        """Load or export the model and return once it is ready, or at once when the process is told to
+        stop (a TensorRT build takes minutes; the half-written export is discarded on the next launch)."""
         self._load()
-        self._live.wait()
+        if not self._live.wait(self.stopping):
+            self.get_logger().info("stopped while the model was being prepared")
+            return TransitionCallbackReturn.FAILURE
         if self._live.current is None:
             self._loaded = False
             self.get_logger().error(f"configure failed: {self._live.last_error}")
@@ -156,6 +145,7 @@ class InferenceNode(LifecycleNodeMixin, Node):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._start_input()
+        self.get_logger().info(f"listening on {self._input.topic}")
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -170,35 +160,22 @@ class InferenceNode(LifecycleNodeMixin, Node):
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_input()
         self._unload()
+        self._finalized = True
         return TransitionCallbackReturn.SUCCESS
+
+    def preparing(self) -> bool:
+        """Whether a model session is being exported or loaded."""
+        return self._live.busy()
 
     def state(self) -> str:
         """What diagnostics report: the session's state, or where a managed node is in its lifecycle."""
+        if self._finalized:
+            return FINALIZED
         if self.managed and not self._loaded and self._live.state != ERROR:
             return UNCONFIGURED
         if self.managed and self._live.state == RUNNING and not self._active:
             return INACTIVE
         return self._live.state
-
-    def _subscribe(self) -> None:
-        """Subscribe to the input; with input_reliability auto, first wait for a publisher to match."""
-        reliability = self._values["input_reliability"]
-        if reliability == "auto":
-            publishers = self.get_publishers_info_by_topic(self._input_topic)
-            if not publishers:
-                if self._qos_timer is None:
-                    self.get_logger().info(f"waiting for a publisher on {self._input_topic} to match its QoS")
-                    self._qos_timer = self.create_timer(QOS_POLL_S, self._subscribe)
-                return
-            reliability = matching_reliability(publishers)
-            if self._qos_timer is not None:
-                self.destroy_timer(self._qos_timer)
-                self._qos_timer = None
-            self.get_logger().info(f"input QoS matched to the publisher on {self._input_topic}: {reliability}")
-        self._subscription = self.create_subscription(
-            self._input_type, self._input_topic, self._on_image,
-            input_qos(reliability, self._values["input_depth"]))
-        self._input_reliability = reliability
 
     def destroy_node(self) -> None:
         for thread in ("_diagnostics_thread", "_worker"):  # absent when the constructor failed before them
@@ -263,19 +240,22 @@ class InferenceNode(LifecycleNodeMixin, Node):
             if problem:
                 self.get_logger().error(f"parameter '{name}' does not suit the new model: {problem}")
         self._output.configure(self._values, runner.model)
+        reports = [Parameter(self._backend.report_parameter(), value=runner.session.active)]
+        reports += [Parameter(active_weights(name).name, value=str(value)) for name, value in runner.weights.items()]
         self._reporting = True
         try:
-            self.set_parameters([Parameter(self._backend.report_parameter(), value=runner.session.active)])
+            self.set_parameters(reports)
         finally:
             self._reporting = False
         weights = ", ".join(str(artifact.path) for artifact in runner.artifacts.values())
         self.get_logger().info(
-            f"ready: {self._manifest.name} on {self._backend.name} ({runner.session.active}), weights "
-            f"{weights}, listening on {self._input_topic}")
+            f"ready: {self._manifest.name} on {self._backend.name} ({runner.session.active}), weights {weights}"
+            + ("" if self.managed else f", listening on {self._input.topic}"))  # managed: at activate
 
     def _publish_diagnostics(self) -> None:
+        stats = {**self._stats.snapshot(), "matched_publishers": self._input.matched_publishers()}
         status = diagnostics.inference_status(
-            self.get_name(), self._backend.name, self.state(), self._live, self._stats.snapshot(),
+            self.get_name(), self._backend.name, self.state(), self._live, stats,
             self._worker.dropped,
             self._values["diagnostics_no_input_s"], self._values["diagnostics_latency_ms"])
         header = Header(stamp=self.get_clock().now().to_msg())
@@ -300,7 +280,7 @@ class InferenceNode(LifecycleNodeMixin, Node):
             megapixels = image.shape[0] * image.shape[1] / 1e6
             if megapixels > values["max_input_megapixels"]:
                 raise ImageDecodeError(f"{image.shape[1]}x{image.shape[0]} is {megapixels:.0f} megapixels, over "
-                                       f"max_input_megapixels {values['max_input_megapixels']}")
+                                       f"max_input_megapixels {values['max_input_megapixels']}", "megapixels")
             started = time.monotonic()
             result = runner.model(image, **runner.frame_options(values))
             inference_s = time.monotonic() - started
@@ -308,16 +288,21 @@ class InferenceNode(LifecycleNodeMixin, Node):
                 return  # deactivated while this frame ran
             self._output.publish(result, msg.header, image, values["publish_debug_image"])
         except ImageDecodeError as e:
-            self._reject(f"dropped a frame: {e}")
+            self._reject(e.kind, f"dropped a frame: {e}")
         except Exception as e:  # the node outlives any single frame's failure
-            self._reject(f"dropped a frame: inference failed: {type(e).__name__}: {e}")
+            self._reject(type(e).__name__, f"dropped a frame: inference failed: {type(e).__name__}: {e}")
         else:
             stamp_latency = (self.get_clock().now() - Time.from_msg(msg.header.stamp)).nanoseconds / 1e9
             self._stats.published(time.monotonic() - received, inference_s, stamp_latency)
 
-    def _reject(self, reason: str) -> None:
-        self._stats.rejected()
-        self.get_logger().error(reason, throttle_duration_sec=ERROR_THROTTLE_S)
+    def _reject(self, kind: str, reason: str) -> None:
+        """Count a rejected frame and log why, each kind at most once per ERROR_THROTTLE_S (rclpy's own
+        throttle is per call site: one flooding kind would hide every other)."""
+        self._stats.rejected(reason)
+        now = time.monotonic()
+        if now - self._last_logged.get(kind, -ERROR_THROTTLE_S) >= ERROR_THROTTLE_S:
+            self._last_logged[kind] = now
+            self.get_logger().error(reason)
 
 
 def init_until_signalled(args: list[str] | None = None) -> threading.Event:
@@ -342,6 +327,7 @@ def run_node(node_class: Callable[..., InferenceNode], args: list[str] | None = 
     name = Path(sys.argv[0]).name
     try:
         node = node_class(managed=managed)
+        node.stopping = stopping
     except Exception as e:  # turn any start failure into one line, not a traceback
         print(f"{name}: cannot start: {e}", file=sys.stderr)
         rclpy.try_shutdown()
@@ -355,6 +341,10 @@ def run_node(node_class: Callable[..., InferenceNode], args: list[str] | None = 
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
+    if node.preparing():  # stopped during an export: end it with the process, not after it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     if node.failure is not None:
         print(f"{name}: cannot start: {node.failure}", file=sys.stderr)
         sys.exit(1)

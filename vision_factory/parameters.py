@@ -91,16 +91,25 @@ class ParameterSpec:
         return f"{text} {APPLIES[self.applies]}"
 
 
+def active_weights(parameter: str) -> ParameterSpec:
+    """The read-only parameter that reports which weights the serving session of `parameter` runs (a
+    failed rebuild leaves `parameter` at the refused value and this at the one still serving)."""
+    return ParameterSpec(f"active_{parameter}", "string", "", f"The {parameter} weights the running session "
+                         f"was built from.", applies="report")
+
+
 COMMON_PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("model", "string", "", "Weights: a file path, or a model name the model's library can "
                   "download where there is internet. Exported once into cache_dir.", applies="rebuild"),
+    active_weights("model"),
     ParameterSpec("cache_dir", "string", "", "Export cache folder; empty: $ROS_HOME/vision_factory, "
                   "else ~/.cache/vision_factory.", applies="start"),
     ParameterSpec("input_compressed", "bool", False, "Subscribe to sensor_msgs/CompressedImage on "
                   "image_raw/compressed instead of sensor_msgs/Image on image_raw.", applies="start"),
-    ParameterSpec("input_reliability", "string", "best_effort", "Input QoS reliability. best_effort is the "
-                  "sensor-data profile and matches any camera; reliable only matches reliable publishers; auto "
-                  "waits for a publisher on the input topic and matches it.",
+    ParameterSpec("input_reliability", "string", "auto", "Input QoS reliability. auto follows the "
+                  "publishers: reliable while they all are (large frames then arrive whole), else best effort, "
+                  "subscribing again when they change; best_effort (the sensor-data profile) matches any "
+                  "camera; reliable only matches reliable publishers.",
                   choices=("best_effort", "reliable", "auto"), applies="start"),
     ParameterSpec("input_depth", "integer", 1, "Input QoS history depth (keep last N). Frames beyond the one "
                   "being processed are dropped anyway: only the newest waits.", range=(1, 100), applies="start"),

@@ -27,6 +27,8 @@ class Runner:
     artifacts: dict[str, Artifact]
     sessions: dict[str, Any]
     model: Any
+    weights: dict[str, str]  # weights parameter -> the value its session was built from
+
 
     @property
     def session(self) -> Any:
@@ -49,16 +51,21 @@ def model_options(manifest: Manifest, values: Mapping[str, Any]) -> dict[str, An
     return {p.name: values[p.name] for p in manifest.parameters if p.applies != "frame" and p.name not in weights}
 
 
+def weights_given(manifest: Manifest, values: Mapping[str, Any]) -> dict[str, str]:
+    """Per weights parameter: the file or model name `values` give it (its default when empty)."""
+    return {w.parameter: values.get(w.parameter) or w.default for w in manifest.weights}
+
+
 def prepare_artifacts(manifest: Manifest, backend: Backend, values: Mapping[str, Any], logger: Any,
                       on_export: Callable[[], None] | None = None) -> dict[str, Artifact]:
     """Per weights parameter of the manifest: resolve the weights it names, then load or export the
     backend's artifact of them through the cache."""
     cache = ExportCache(values.get("cache_dir") or None)
     options, backend_options = model_options(manifest, values), backend.options(values)
-    artifacts = {}
+    artifacts, given = {}, weights_given(manifest, values)
     for weights in manifest.weights:
         module = weights.load_module()
-        path = module.resolve_weights(values.get(weights.parameter) or weights.default, cache.root / "weights")
+        path = module.resolve_weights(given[weights.parameter], cache.root / "weights")
         # The cache key names the model, and which of its weights when it has several.
         name = manifest.name if weights.parameter == "model" else f"{manifest.name}.{weights.parameter}"
         artifacts[weights.parameter] = prepare_artifact(module, name, backend, Path(path), options, backend_options,
@@ -88,7 +95,7 @@ def build_runner(manifest: Manifest, backend_name: str, values: Mapping[str, Any
         model_options(manifest, values), logger)
     # Runtimes allocate and prepack on the first inference (0.3-0.5 s here): pay it now, off the frame path.
     model(np.zeros(WARMUP_IMAGE_HWC, np.uint8))
-    return Runner(manifest, backend, artifacts, sessions, model)
+    return Runner(manifest, backend, artifacts, sessions, model, weights_given(manifest, values))
 
 
 def default_runner(model: str, backend: str, weights: Path | str, cache_dir: Path,
