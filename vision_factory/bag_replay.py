@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +89,9 @@ class ReplayProbe:
     """
 
     def __init__(self, outputs: dict[str, type], domain_id: int | None = None, name: str = "replay_probe",
-                 latched: tuple[str, ...] = ()):
-        """Subscribe to `outputs` (topic -> message type); `latched` topics with transient-local QoS."""
+                 latched: tuple[str, ...] = (), recorder: Any = None):
+        """Subscribe to `outputs` (topic -> message type); `latched` topics with transient-local QoS.
+        With a `recorder` (recording.Recorder) every message received is also written to its bag."""
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import DurabilityPolicy, QoSProfile
@@ -101,10 +103,16 @@ class ReplayProbe:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.outputs: dict[str, list] = {topic: [] for topic in outputs}
+        self._recorder = recorder
         for topic, msg_type in outputs.items():
             durability = DurabilityPolicy.TRANSIENT_LOCAL if topic in latched else DurabilityPolicy.VOLATILE
-            self.node.create_subscription(msg_type, topic, self.outputs[topic].append,
+            self.node.create_subscription(msg_type, topic, partial(self._received, topic),
                                           QoSProfile(depth=100, durability=durability))
+
+    def _received(self, topic: str, msg: Any) -> None:
+        self.outputs[topic].append(msg)
+        if self._recorder is not None:
+            self._recorder.write(topic, msg, time.time_ns())
 
     def spin(self, timeout_s: float) -> None:
         self.executor.spin_once(timeout_sec=timeout_s)

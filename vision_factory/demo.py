@@ -1,11 +1,15 @@
 """The main job, end to end: generate a YOLO node package, colcon build it, run the node on a recorded
 bag, print every frame's detections and save the annotated last frame.
 
-    scripts/demo [--bag PATH] [--weights PATH] [--backend onnx|openvino|cuda|rocm|tensorrt]
+    scripts/demo [--bag PATH] [--weights PATH] [--backend onnx|openvino|cuda|rocm|tensorrt] [--record PATH]
+
+What the node published (detections, label info, debug images, diagnostics) is also recorded into an
+MCAP rosbag2 (default out/demo_bag) that Foxglove Studio and `ros2 bag play` open as it is.
 """
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -13,6 +17,7 @@ import cv2
 
 from vision_factory.bag_replay import ReplayProbe, read_images
 from vision_factory.image_conversion import image_to_bgr
+from vision_factory.recording import Recorder
 from vision_factory.workspace import (colcon_build, create_workspace, node_command, shared_assets, source_checkout,
                                       start_process, stop, workspace_env)
 
@@ -26,11 +31,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="onnx")
     parser.add_argument("--workspace", type=Path, default=source_checkout() / ".cache" / "demo_ws")
     parser.add_argument("--out", type=Path, default=source_checkout() / "out")
+    parser.add_argument("--record", type=Path, default=None,
+                        help="the rosbag2 folder to record the node's outputs into (default: OUT/demo_bag; "
+                             "replaced if it exists)")
     args = parser.parse_args(argv)
     for path in (args.bag, args.weights):
         if not path.exists():
             print(f"demo: {path} does not exist (pass --bag / --weights)", file=sys.stderr)
             return 2
+    from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
     from vision_msgs.msg import Detection2DArray, LabelInfo
 
@@ -44,8 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     node = start_process(command, env)
     detections_topic, debug_topic = f"/{package}/detections", f"/{package}/debug_image"
     labels_topic = f"/{package}/label_info"
-    probe = ReplayProbe({detections_topic: Detection2DArray, debug_topic: Image, labels_topic: LabelInfo},
-                        latched=(labels_topic,))
+    outputs = {detections_topic: Detection2DArray, debug_topic: Image, labels_topic: LabelInfo,
+               "/diagnostics": DiagnosticArray}
+    record = args.record or args.out / "demo_bag"
+    shutil.rmtree(record, ignore_errors=True)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    recorder = Recorder(record, outputs)
+    probe = ReplayProbe(outputs, latched=(labels_topic,), recorder=recorder)
     try:
         if not probe.wait_for_message(labels_topic, 600, alive=lambda: node.poll() is None):
             print(f"demo: the node did not start (exit code {node.poll()})", file=sys.stderr)
@@ -56,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         probe.spin_until(lambda: len(probe.outputs[debug_topic]) >= len(frames), 20)
     finally:
         probe.close()
+        recorder.close()
         code = stop(node)
     answers = probe.outputs[detections_topic]
     for index, answer in enumerate(answers, 1):
@@ -72,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         image_path = args.out / "demo_last_frame.png"
         cv2.imwrite(str(image_path), image_to_bgr(probe.outputs[debug_topic][-1]))
         print(f"[demo] annotated last frame: {image_path}")
+    print(f"[demo] recorded the node's outputs to {record} (MCAP; Foxglove Studio or `ros2 bag play` open it)")
     print(f"[demo] {len(answers)} answers to {len(frames)} frames; node exited with {code}")
     return 0 if len(answers) == len(frames) and code == 0 else 1
 
