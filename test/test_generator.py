@@ -173,6 +173,11 @@ def test_list_shows_models_backends_and_pairs() -> None:
     for backend in BACKENDS:
         assert backend in result.stdout
     assert "yolo" in result.stdout and "supported pairs" in result.stdout
+    # Every row of the pairs table is its model's name, a space, then one yes / - per backend.
+    rows = result.stdout.split("supported pairs (model x backend):\n")[1].splitlines()[1:]
+    for row in rows:
+        name, *cells = row.split()
+        assert len(cells) == len(BACKENDS) and set(cells) <= {"yes", "-"}, row
 
 
 def test_bench_takes_its_own_options() -> None:

@@ -23,16 +23,17 @@ EXIT_USAGE = 2
 
 def _list() -> None:
     pairs = supported_pairs()
+    width = max(len(name) for name in [*pairs, *BACKENDS]) + 2  # columns never run into each other
     print("models:")
     for name in pairs:
-        print(f"  {name:<10} {load_manifest(name).summary}")
+        print(f"  {name:<{width}}{load_manifest(name).summary}")
     print("backends:")
     for backend in BACKENDS.values():
-        print(f"  {backend.name:<10} {backend.summary}")
+        print(f"  {backend.name:<{width}}{backend.summary}")
     print("supported pairs (model x backend):")
-    print("  " + " " * 10 + "".join(f"{name:<10}" for name in BACKENDS))
+    print("  " + " " * width + "".join(f"{name:<{width}}" for name in BACKENDS))
     for name, backends in pairs.items():
-        print(f"  {name:<10}" + "".join(f"{'yes' if b in backends else '-':<10}" for b in BACKENDS))
+        print(f"  {name:<{width}}" + "".join(f"{'yes' if b in backends else '-':<{width}}" for b in BACKENDS))
 
 
 def _generate(args: argparse.Namespace) -> None:
