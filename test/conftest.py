@@ -1,6 +1,7 @@
 """Shared fixtures: the real assets beside the checkout, isolated ROS domains, a built workspace."""
 from __future__ import annotations
 
+import faulthandler
 import os
 from pathlib import Path
 
@@ -21,6 +22,18 @@ os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA?sockets_size=64M
 # transformers keeps code it imports from checkpoints (the remote-code test) under HF_HOME: not in ~.
 os.environ.setdefault("HF_HOME", str(ROOT / ".cache" / "huggingface"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def _last_resort_timeout(request: pytest.FixtureRequest):
+    """If a test outlives its pytest-timeout by a minute (its timer thread never got the GIL), the C-level
+    faulthandler dumps the stacks and ends the worker; pytest-xdist reports that test failed and goes on."""
+    marker = request.node.get_closest_marker("timeout")
+    seconds = float(marker.args[0] if marker else request.config.getini("timeout") or 0)
+    if seconds > 0:
+        faulthandler.dump_traceback_later(seconds + 60, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
 
 
 def asset(path: Path) -> Path:

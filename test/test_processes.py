@@ -49,3 +49,32 @@ def test_stop_ends_what_the_process_started() -> None:
     grandchild = int(spawner.stdout.readline())
     stop(spawner, timeout_s=0.5)  # python's default SIGINT: the spawner ends, its child would not
     assert gone_soon(spawner.pid) and gone_soon(grandchild)
+
+
+HUNG_SUITE = '''
+import ctypes, sys, pytest
+from vision_factory.workspace import start_process
+
+@pytest.mark.timeout(3)
+def test_hangs_in_native_code():
+    child = start_process([sys.executable, "-c", "import time; time.sleep(120)"])
+    print("child", child.pid, file=open("child.pid", "w"))
+    ctypes.CDLL(None).sleep(60)  # blocked in C, as in a Fast DDS teardown: no signal handler can run
+
+def test_after_it():
+    pass
+'''
+
+
+def test_a_test_hung_in_native_code_fails_alone_and_its_children_die(tmp_path: Path) -> None:
+    """The suite's settings (setup.cfg): the hung test fails at its timeout, the run goes on to the next
+    test and its report, and the node the hung test started does not outlive it."""
+    (tmp_path / "test_hung.py").write_text(HUNG_SUITE)
+    setup_cfg = Path(__file__).resolve().parent.parent / "setup.cfg"
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "pytest", "-c", str(setup_cfg), "--rootdir", str(tmp_path),
+                             "-n", "1", "--max-worker-restart", "2", "-p", "no:cacheprovider", "test_hung.py"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert time.monotonic() - started < 60, result.stdout
+    assert "1 failed, 1 passed" in result.stdout and "crashed while running" in result.stdout, result.stdout
+    assert gone_soon(int((tmp_path / "child.pid").read_text().split()[1]))
