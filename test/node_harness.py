@@ -15,12 +15,12 @@ from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.serialization import deserialize_message
-from sensor_msgs.msg import CameraInfo, Image
-from vision_factory_msgs.msg import KeypointPoseArray, KeypointSkeleton
-from vision_msgs.msg import Detection2DArray, LabelInfo
+from sensor_msgs.msg import Image
 
 from vision_factory.bag_replay import ReplayProbe
 from vision_factory.image_conversion import image_to_bgr
+from vision_factory.manifest import load_manifest
+from vision_factory.output_kinds import OutputKind
 from vision_factory.workspace import node_command, start_process, stop
 
 _DOMAINS = itertools.count(os.getpid() % 25 * 4)
@@ -31,21 +31,27 @@ SAFE_DOMAINS = 101  # ids 1..101: higher ones can collide with ephemeral ports (
 
 @dataclass(frozen=True)
 class Family:
-    """What a probe hears from a model family's node: its topics (under the node) and their types, which
-    of them carries the per-frame results, and the latched one a ready node has published (None: a
-    ready node says "running" in its diagnostics instead)."""
+    """What a probe hears from a model family's node: the topics of its output kind, and which of them
+    carries the per-frame results of the family's test models."""
 
-    topics: dict[str, type]
+    kind: OutputKind
     results: str
-    latched: str | None
+
+    @property
+    def topics(self) -> dict[str, type]:
+        """Topic name under the node -> message class."""
+        return {topic.name: topic.message_class() for topic in self.kind.topics}
+
+    @property
+    def latched(self) -> str | None:
+        """The latched topic a ready node has published (None: a ready node says "running" in its
+        diagnostics instead)."""
+        return self.kind.latched.name if self.kind.latched else None
 
 
-FAMILIES = {
-    "yolo": Family({"detections": Detection2DArray, "label_info": LabelInfo}, "detections", "label_info"),
-    "rtmpose": Family({"poses": KeypointPoseArray, "skeleton": KeypointSkeleton}, "poses", "skeleton"),
-    "depth_anything": Family({"inverse_depth_relative": Image, "depth": Image, "camera_info": CameraInfo},
-                             "inverse_depth_relative", None),
-}
+FAMILIES = {model: Family(load_manifest(model).output_kind, results) for model, results in (
+    ("yolo", "detections"), ("rtmpose", "poses"), ("depth_anything", "inverse_depth_relative"))}
+assert all(family.kind.topic(family.results).per_frame for family in FAMILIES.values())
 
 
 def next_domain() -> int:
@@ -62,7 +68,7 @@ def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path, managed
     ws, env = workspace
     domain = next_domain()
     package = f"{family}_{backend}"
-    topics = {f"/{package}/{name}": kind for name, kind in {**FAMILIES[family].topics, "debug_image": Image}.items()}
+    topics = {f"/{package}/{name}": kind for name, kind in FAMILIES[family].topics.items()}
     latched = FAMILIES[family].latched
     overrides.setdefault("cache_dir", str(tmp_path / "cache"))
     executable = f"{package}_managed" if managed else package

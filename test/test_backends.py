@@ -78,13 +78,16 @@ def test_openvino_converts_and_runs_on_cpu_and_auto(doubling_onnx: Path, tmp_pat
 
 
 def test_registry_lookup_and_missing_runtimes() -> None:
-    assert get_backend("cuda").module == get_backend("rocm").module  # one implementation, two rows
+    assert get_backend("cuda").runtime is get_backend("rocm").runtime  # one implementation, two rows
     with pytest.raises(ConfigError, match="unknown backend 'vulkan' \\(known: onnx, openvino, tensorrt, cuda, rocm\\)"):
         get_backend("vulkan")
-    absent = dataclasses.replace(BACKENDS["tensorrt"], module="vision_factory.backends.no_such_runtime")
+    def needs_an_absent_runtime(*_: object) -> None:
+        import vision_factory_no_such_runtime  # noqa: F401
+
+    absent = dataclasses.replace(BACKENDS["tensorrt"], opener=needs_an_absent_runtime)
     with pytest.raises(ConfigError, match="the tensorrt backend needs tensorrt, cuda-python "
                                           "\\(pip install -r requirements/tensorrt.txt\\)"):
-        absent.runtime()
+        absent.open(None, {}, logging.getLogger("t"))
 
 
 def test_torch_device_falls_back_to_cpu_with_one_warning(caplog) -> None:

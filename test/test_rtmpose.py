@@ -22,6 +22,7 @@ from reference import annotated_people, iou
 pytest.importorskip("rtmlib", reason="the rtmpose model uses rtmlib's processing")
 pytest.importorskip("onnx")
 
+from vision_factory.backends import onnxruntime_session  # noqa: E402
 from vision_factory.backends.onnxruntime_session import OnnxRuntimeSession  # noqa: E402
 from vision_factory.backends.openvino_session import OpenVinoSession, convert_onnx  # noqa: E402
 from vision_factory.errors import ConfigError  # noqa: E402
@@ -179,7 +180,7 @@ def test_cuda_runs_onnxruntime_and_falls_back_to_cpu_with_one_warning(known_answ
     """RTMPose's cuda backend is ONNX Runtime's CUDA provider (not PyTorch); without it, CPU and a warning."""
     pose, detector, _ = known_answer
     backend = load_manifest("rtmpose").backend("cuda")
-    assert backend.session == "OnnxRuntimeSession" and backend.parameters[0].default == "cuda,cpu"
+    assert backend.runtime is onnxruntime_session and backend.parameters[0].default == "cuda,cpu"
     with caplog.at_level(logging.WARNING):
         runner = pose_runner("cuda", pose, detector, tmp_path)
     import onnxruntime

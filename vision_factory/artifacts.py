@@ -48,13 +48,13 @@ def prepare_artifact(model: Any, model_name: str, backend: Backend, weights: Pat
     if not is_onnx and not is_checkpoint:
         checkpoints = f" or {model.CHECKPOINTS}" if model.CHECKPOINTS else ""
         raise ConfigError(f"'{weights}' is not an ONNX file (.onnx){checkpoints}")
-    if backend.source == "checkpoint":
+    if backend.loads == "checkpoint":
         if not is_checkpoint:
             raise ConfigError(f"the {backend.name} backend runs PyTorch weights ({model.CHECKPOINTS}); "
                               f"'{weights}' is not one")
         module, metadata = model.load_torch(weights, options)
         return Artifact(weights, metadata, exported=False, module=module)
-    if is_onnx and backend.converter() is None:
+    if is_onnx and backend.converter is None:
         return Artifact(weights, read_onnx_metadata(weights), exported=False)
 
     fields = {"model": model_name, "weights_sha256": sha256_path(weights), "weights_format": weights.suffix,
@@ -63,16 +63,16 @@ def prepare_artifact(model: Any, model_name: str, backend: Backend, weights: Pat
         fields.update(model.exporter_fields())
 
     def build(dst: Path) -> dict[str, Any]:
-        converter = backend.converter()
-        onnx_path = weights if is_onnx else (dst if converter is None else dst.with_name("source.onnx"))
+        converts = backend.converter is not None
+        onnx_path = weights if is_onnx else (dst.with_name("source.onnx") if converts else dst)
         extra: dict[str, Any] = {}
         logger.info(f"first launch with these weights: exporting {weights.name} for the {backend.name} "
                     f"backend into {dst.parent.parent}")
         if not is_onnx:
             extra.update(model.export_onnx(weights, onnx_path, options, logger))
         extra["model_metadata"] = read_onnx_metadata(onnx_path)
-        if converter is not None:
-            extra.update(converter(onnx_path, dst, backend_options, logger))
+        if converts:
+            extra.update(backend.convert(onnx_path, dst, backend_options, logger))
             if onnx_path != weights:
                 onnx_path.unlink()
         return extra

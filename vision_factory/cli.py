@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vision_factory.backends import BACKENDS
+from vision_factory.backends import BACKENDS, ONNXRUNTIME_GPU_BACKENDS
 from vision_factory.errors import ConfigError
 from vision_factory.export_cache import ExportCache
 from vision_factory.generator import plan_package, supported_pairs, write_package
@@ -29,6 +29,10 @@ def _list() -> None:
         print(f"  {name:<{width}}{load_manifest(name).summary}")
     print("backends:")
     for backend in BACKENDS.values():
+        print(f"  {backend.name:<{width}}{backend.summary}")
+    onnx_gpu = [name for name in pairs if load_manifest(name).gpu_runtime == "onnxruntime"]
+    print(f"cuda and rocm of the models whose weights are ONNX files ({', '.join(onnx_gpu)}):")
+    for backend in ONNXRUNTIME_GPU_BACKENDS.values():
         print(f"  {backend.name:<{width}}{backend.summary}")
     print("supported pairs (model x backend):")
     print("  " + " " * width + "".join(f"{name:<{width}}" for name in BACKENDS))

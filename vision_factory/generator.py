@@ -20,37 +20,15 @@ from vision_factory import __version__
 from vision_factory.backends import Backend
 from vision_factory.errors import ConfigError
 from vision_factory.manifest import Manifest, load_manifest
-from vision_factory.parameters import COMMON_PARAMETERS, OUTPUT_PARAMETERS, ParameterSpec
+from vision_factory.parameters import ParameterSpec, node_parameters
 
 # REP 144: lower-case letters, digits and single underscores, starting with a letter.
 PACKAGE_NAME = re.compile(r"^[a-z](?:[a-z0-9]|_(?!_))*[a-z0-9]$")
-# Per output kind: the message packages it needs (package.xml) and its topics (package README).
-# Every node needs vision_msgs: the runtime library imports it.
-OUTPUT_MESSAGE_PACKAGES = {"detections": ("vision_msgs",), "poses": ("vision_msgs", "vision_factory_msgs"),
-                           "depth": ("vision_msgs",)}
-_DEBUG_IMAGE = ("~/debug_image", "sensor_msgs/Image", "annotated bgr8, when publish_debug_image is true")
-OUTPUT_TOPICS = {
-    "detections": (
-        ("~/detections", "vision_msgs/Detection2DArray", "every processed frame, also when empty; input header"),
-        ("~/label_info", "vision_msgs/LabelInfo", "class map, latched (transient local)"),
-        _DEBUG_IMAGE),
-    "poses": (
-        ("~/poses", "vision_factory_msgs/KeypointPoseArray", "every processed frame, also when empty; input header"),
-        ("~/skeleton", "vision_factory_msgs/KeypointSkeleton", "keypoint names and limbs, latched (transient local)"),
-        _DEBUG_IMAGE),
-    "depth": (
-        ("~/depth", "sensor_msgs/Image", "metric models: 32FC1 depth in metres (REP 118), the input's size and header"),
-        ("~/inverse_depth_relative", "sensor_msgs/Image",
-         "relative models: 32FC1 affine-invariant inverse depth (no metric meaning), the input's size and header"),
-        ("~/camera_info", "sensor_msgs/CameraInfo", "with camera_info_topic set: its latest message, with each "
-         "depth image's header"),
-        ("~/debug_image", "sensor_msgs/Image", "turbo-coloured bgr8, 0 to debug_image_range, when "
-         "publish_debug_image is true")),
-}
 # Message packages of this project: their sources ship in templates/<name>/ and the generator writes them
 # into the workspace beside the node packages that need them (colcon does not look inside vision_factory).
 INTERFACE_PACKAGES = ("vision_factory_msgs",)
-BASE_DEPENDENCIES = ("rclpy", "std_msgs", "sensor_msgs", "launch", "launch_ros", "vision_factory")
+# Every node needs vision_msgs too: the runtime library imports it.
+BASE_DEPENDENCIES = ("rclpy", "std_msgs", "sensor_msgs", "vision_msgs", "launch", "launch_ros", "vision_factory")
 # template -> path inside the package; {package} and {node} are substituted.
 FILES = {
     "package.xml.j2": "package.xml",
@@ -102,15 +80,12 @@ def plan_package(model: str, backend: str, weights: str | None = None, package: 
     weights = weights or manifest.default_weights
     if any(c in weights for c in "\n\r\0"):
         raise ConfigError("the weights path contains a line break or NUL")
-    common = tuple(
-        ParameterSpec(**{**spec.__dict__, "default": weights}) if spec.name == "model" else spec
-        for spec in COMMON_PARAMETERS)
     class_name = "".join(part.capitalize() for part in node.split("_")) + "Node"
+    kind = manifest.output_kind
+    dependencies = tuple(dict.fromkeys(BASE_DEPENDENCIES + kind.message_packages))
+    topics = tuple((f"~/{t.name}", t.message.replace("/msg/", "/"), t.doc) for t in kind.topics)
     return PackagePlan(manifest, backend_row, package, node, class_name, weights,
-                       common + backend_row.parameters + OUTPUT_PARAMETERS.get(manifest.output, ())
-                       + manifest.parameters,
-                       BASE_DEPENDENCIES + OUTPUT_MESSAGE_PACKAGES[manifest.output],
-                       OUTPUT_TOPICS[manifest.output])
+                       node_parameters(manifest, backend_row, weights), dependencies, topics)
 
 
 def _environment() -> jinja2.Environment:
@@ -132,7 +107,7 @@ def render_package(plan: PackagePlan) -> dict[str, str]:
     """Relative path -> file content for the whole package."""
     env = _environment()
     context: dict[str, Any] = {"plan": plan, "version": __version__,
-                               "source": f"vision_factory/manifests/{plan.manifest.name}.yaml"}
+                               "source": plan.manifest.source}
     return {path.format(package=plan.package, node=plan.node): env.get_template(template).render(context)
             for template, path in FILES.items()}
 

@@ -1,14 +1,16 @@
 """Model manifests: one YAML file per model family, parsed strictly.
 
-A manifest says which Python module implements the model, what it publishes, which backends it
-supports, which runtime its cuda / rocm backends use, which weights it loads besides `model` (each
-one a parameter, e.g. a pose model's person detector) and which parameters it adds. Unknown keys,
-wrong types and unknown backends or outputs are rejected with an error naming the manifest and the
-field.
+A manifest says which Python module implements the model, what it publishes (an output kind of
+vision_factory.output_kinds), which backends it lacks (it runs on all of them by default), which runtime
+its cuda / rocm backends use, which weights it loads besides `model` (each one a parameter, e.g. a pose
+model's person detector) and which parameters it adds. Unknown keys, wrong types and unknown backends or
+outputs are rejected with an error naming the manifest and the field. Manifests ship in
+vision_factory/manifests/; more can live outside the package ($VISION_FACTORY_MANIFESTS).
 """
 from __future__ import annotations
 
 import importlib
+import os
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -19,14 +21,13 @@ import yaml
 
 from vision_factory.backends import BACKENDS, GPU_RUNTIMES, Backend, all_backend_parameters, get_backend
 from vision_factory.errors import ConfigError
-from vision_factory.parameters import COMMON_PARAMETERS, OUTPUT_PARAMETERS, ParameterSpec, active_weights
+from vision_factory.output_kinds import OUTPUT_KINDS, OutputKind
+from vision_factory.parameters import COMMON_PARAMETERS, ParameterSpec, active_weights
 
-# Output kinds a model can declare; each maps to a publisher in vision_factory.outputs.
-OUTPUTS = ("detections", "poses", "depth")
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
-_KEYS = {"name": str, "summary": str, "module": str, "output": str, "backends": list,
+_KEYS = {"name": str, "summary": str, "module": str, "output": str,
          "default_weights": str, "parameters": dict}
-_OPTIONAL_KEYS = {"gpu_runtime": (str, "pytorch"), "weights": (dict, {})}
+_OPTIONAL_KEYS = {"gpu_runtime": (str, "pytorch"), "weights": (dict, {}), "unsupported_backends": (list, [])}
 # Text rendered into comments, docstrings and XML: one line, no markup or quote runs.
 _UNSAFE_TEXT = re.compile(r'[\n\r\0<>&]|"""|\'\'\'')
 _PARAMETER_KEYS = {"type", "default", "description", "range", "step", "choices", "applies"}
@@ -78,6 +79,11 @@ class Manifest:
         """Every set of weights the model loads, the `model` parameter's first."""
         return (Weights("model", self.default_weights, self.module),) + self.extra_weights
 
+    @property
+    def output_kind(self) -> OutputKind:
+        """What the model's nodes publish (vision_factory.output_kinds)."""
+        return OUTPUT_KINDS[self.output]
+
     def backend(self, name: str) -> Backend:
         """The backend row this model runs as `name` (cuda / rocm depend on gpu_runtime)."""
         return get_backend(name, self.gpu_runtime)
@@ -115,15 +121,15 @@ def parse_manifest(text: str, source: str) -> Manifest:
         raise fail("name", f"'{data['name']}' is not a lower-case identifier")
     if not MODULE_PATH.match(data["module"]):
         raise fail("module", f"'{data['module']}' is not a Python module path")
-    if data["output"] not in OUTPUTS:
-        raise fail("output", f"'{data['output']}' is not one of: {', '.join(OUTPUTS)}")
-    for backend in data["backends"]:
+    if data["output"] not in OUTPUT_KINDS:
+        raise fail("output", f"'{data['output']}' is not one of: {', '.join(OUTPUT_KINDS)}")
+    for backend in data["unsupported_backends"]:
         if backend not in BACKENDS:
-            raise fail("backends", f"unknown backend '{backend}' (known: {', '.join(BACKENDS)})")
+            raise fail("unsupported_backends", f"unknown backend '{backend}' (known: {', '.join(BACKENDS)})")
     if data["gpu_runtime"] not in GPU_RUNTIMES:
         raise fail("gpu_runtime", f"'{data['gpu_runtime']}' is not one of: {', '.join(GPU_RUNTIMES)}")
     taken = {p.name for p in COMMON_PARAMETERS} | all_backend_parameters() | {
-        p.name for specs in OUTPUT_PARAMETERS.values() for p in specs}
+        p.name for kind in OUTPUT_KINDS.values() for p in kind.parameters}
     parameters, extra_weights = [], []
     for name, spec in data["weights"].items():
         field = f"weights.{name}"
@@ -164,27 +170,42 @@ def parse_manifest(text: str, source: str) -> Manifest:
         if not parameters[-1].description or _UNSAFE_TEXT.search(parameters[-1].description):
             raise fail(f"{field}.description", "must be one line of plain text")
     return Manifest(name=data["name"], summary=data["summary"], module=data["module"], output=data["output"],
-                    backends=tuple(data["backends"]), default_weights=data["default_weights"],
+                    backends=tuple(b for b in BACKENDS if b not in data["unsupported_backends"]),
+                    default_weights=data["default_weights"],
                     parameters=tuple(parameters), source=source, gpu_runtime=data["gpu_runtime"],
                     extra_weights=tuple(extra_weights))
 
 
-def _manifest_files() -> dict[str, Any]:
+# Folders (os.pathsep-separated) of manifests that do not ship with vision_factory: a model family added
+# without touching the package. Set it where the generator runs and where the generated nodes run.
+MANIFEST_PATH_VARIABLE = "VISION_FACTORY_MANIFESTS"
+
+
+def _manifest_files() -> dict[str, tuple[str, Any]]:
+    """model name -> (where its manifest is, for messages and generated headers; the file)."""
     folder = resources.files("vision_factory") / "manifests"
-    return {Path(f.name).stem: f for f in folder.iterdir() if f.name.endswith(".yaml")}
+    files = {Path(f.name).stem: (f"vision_factory/manifests/{f.name}", f)
+             for f in folder.iterdir() if f.name.endswith(".yaml")}
+    for extra in filter(None, os.environ.get(MANIFEST_PATH_VARIABLE, "").split(os.pathsep)):
+        for path in sorted(Path(extra).glob("*.yaml")):
+            if path.stem in files:
+                raise ConfigError(f"{path}: model '{path.stem}' is already defined by {files[path.stem][0]}")
+            files[path.stem] = (str(path), path)
+    return files
 
 
 def available_models() -> list[str]:
-    """Names of the models that ship with vision_factory."""
+    """Names of the models that ship with vision_factory, and of those in $VISION_FACTORY_MANIFESTS."""
     return sorted(_manifest_files())
 
 
 def load_manifest(name: str) -> Manifest:
-    """The shipped manifest of model `name`; ConfigError listing the known models otherwise."""
+    """The manifest of model `name`; ConfigError listing the known models otherwise."""
     files = _manifest_files()
     if name not in files:
         raise ConfigError(f"unknown model '{name}' (known: {', '.join(sorted(files))})")
-    manifest = parse_manifest(files[name].read_text(), f"manifests/{name}.yaml")
+    source, file = files[name]
+    manifest = parse_manifest(file.read_text(), source)
     if manifest.name != name:
-        raise ConfigError(f"manifests/{name}.yaml: field 'name': '{manifest.name}' differs from the file name")
+        raise ConfigError(f"{source}: field 'name': '{manifest.name}' differs from the file name")
     return manifest

@@ -1,4 +1,8 @@
-"""What a node publishes for each output kind a manifest can declare (manifest.OUTPUTS)."""
+"""The publisher code of each output kind (its topics are described in vision_factory.output_kinds).
+
+Publishers are made from that table: results reliable, keep last 10; latched topics transient local,
+keep last 1. Their QoS can be overridden at launch (qos_overriding_options), as rclcpp nodes allow.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -6,18 +10,32 @@ from typing import Any
 import numpy as np
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, Image
+from rclpy.qos_overriding_options import QoSOverridingOptions
+from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
-from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from vision_factory import messages
 from vision_factory.depth import METRIC, RELATIVE, DepthMap
 from vision_factory.detections import Detections
 from vision_factory.drawing import colour_depth, draw_detections, draw_poses
+from vision_factory.output_kinds import OUTPUT_KINDS
 from vision_factory.poses import Poses, Skeleton
 
 RESULT_QOS = QoSProfile(depth=10)
 LATCHED_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def create_publishers(node: Node, kind: str) -> dict[str, Any]:
+    """A publisher for each topic of output kind `kind` (those whose enabling parameter is set), by topic
+    name, on `~/<name>`: relative to the node's name and namespace, and remappable."""
+    publishers = {}
+    for topic in OUTPUT_KINDS[kind].topics:
+        if topic.enabled_by and not node.get_parameter(topic.enabled_by).value:
+            continue
+        publishers[topic.name] = node.create_publisher(
+            topic.message_class(), f"~/{topic.name}", LATCHED_QOS if topic.latched else RESULT_QOS,
+            qos_overriding_options=QoSOverridingOptions.with_default_policies())
+    return publishers
 
 
 class DetectionOutput:
@@ -29,9 +47,7 @@ class DetectionOutput:
 
     def __init__(self, node: Node):
         self._node = node
-        self._detections = node.create_publisher(Detection2DArray, "~/detections", RESULT_QOS)
-        self._debug = node.create_publisher(Image, "~/debug_image", RESULT_QOS)
-        self._labels = node.create_publisher(LabelInfo, "~/label_info", LATCHED_QOS)
+        self._publishers = create_publishers(node, "detections")
         self._label_info: tuple[tuple[str, ...], float] | None = None
 
     def configure(self, values: dict[str, Any], model: Any) -> None:
@@ -40,12 +56,12 @@ class DetectionOutput:
         if label_info != self._label_info:
             self._label_info = label_info
             header = Header(stamp=self._node.get_clock().now().to_msg())
-            self._labels.publish(messages.label_info(*label_info, header))
+            self._publishers["label_info"].publish(messages.label_info(*label_info, header))
 
     def publish(self, result: Detections, header: Header, image_bgr: np.ndarray, debug_image: bool) -> None:
-        self._detections.publish(messages.detection_array(result, header))
+        self._publishers["detections"].publish(messages.detection_array(result, header))
         if debug_image:
-            self._debug.publish(messages.bgr8_image(draw_detections(image_bgr, result), header))
+            self._publishers["debug_image"].publish(messages.bgr8_image(draw_detections(image_bgr, result), header))
 
 
 
@@ -57,12 +73,9 @@ class PoseOutput:
     def __init__(self, node: Node):
         # Imported here: vision_factory_msgs exists only where pose packages were generated and built.
         from vision_factory import pose_messages
-        from vision_factory_msgs.msg import KeypointPoseArray, KeypointSkeleton
 
         self._node, self._messages = node, pose_messages
-        self._poses = node.create_publisher(KeypointPoseArray, "~/poses", RESULT_QOS)
-        self._debug = node.create_publisher(Image, "~/debug_image", RESULT_QOS)
-        self._skeleton = node.create_publisher(KeypointSkeleton, "~/skeleton", LATCHED_QOS)
+        self._publishers = create_publishers(node, "poses")
         self._published_skeleton: Skeleton | None = None
 
     def configure(self, values: dict[str, Any], model: Any) -> None:
@@ -70,12 +83,12 @@ class PoseOutput:
         if model.skeleton != self._published_skeleton:
             self._published_skeleton = model.skeleton
             header = Header(stamp=self._node.get_clock().now().to_msg())
-            self._skeleton.publish(self._messages.skeleton(model.skeleton, header))
+            self._publishers["skeleton"].publish(self._messages.skeleton(model.skeleton, header))
 
     def publish(self, result: Poses, header: Header, image_bgr: np.ndarray, debug_image: bool) -> None:
-        self._poses.publish(self._messages.pose_array(result, header))
+        self._publishers["poses"].publish(self._messages.pose_array(result, header))
         if debug_image:
-            self._debug.publish(messages.bgr8_image(draw_poses(image_bgr, result), header))
+            self._publishers["debug_image"].publish(messages.bgr8_image(draw_poses(image_bgr, result), header))
 
 
 class DepthOutput:
@@ -84,15 +97,13 @@ class DepthOutput:
     ~/camera_info (the latest message of camera_info_topic with the depth image's header) when that
     parameter is set; ~/debug_image (turbo-coloured bgr8, 0 to debug_image_range) on request."""
 
+    TOPICS = {METRIC: "depth", RELATIVE: "inverse_depth_relative"}  # by DepthMap.kind
+
     def __init__(self, node: Node):
-        self._publishers = {METRIC: node.create_publisher(Image, "~/depth", RESULT_QOS),
-                            RELATIVE: node.create_publisher(Image, "~/inverse_depth_relative", RESULT_QOS)}
-        self._debug = node.create_publisher(Image, "~/debug_image", RESULT_QOS)
+        self._publishers = create_publishers(node, "depth")
         self._camera_info: CameraInfo | None = None
-        self._camera_info_publisher = None
         topic = node.get_parameter("camera_info_topic").value
         if topic:
-            self._camera_info_publisher = node.create_publisher(CameraInfo, "~/camera_info", RESULT_QOS)
             # The sensor-data profile (best effort) matches any driver, reliable or not.
             node.create_subscription(CameraInfo, topic, self._on_camera_info, qos_profile_sensor_data)
         self._debug_range = float(node.get_parameter("debug_image_range").value)
@@ -104,13 +115,15 @@ class DepthOutput:
         self._debug_range = float(values["debug_image_range"])
 
     def publish(self, result: DepthMap, header: Header, image_bgr: np.ndarray, debug_image: bool) -> None:
-        self._publishers[result.kind].publish(messages.depth_image(result.values, header))
+        self._publishers[self.TOPICS[result.kind]].publish(messages.depth_image(result.values, header))
         camera_info = self._camera_info
-        if self._camera_info_publisher is not None and camera_info is not None:
+        if "camera_info" in self._publishers and camera_info is not None:
             camera_info.header = header
-            self._camera_info_publisher.publish(camera_info)
+            self._publishers["camera_info"].publish(camera_info)
         if debug_image:
-            self._debug.publish(messages.bgr8_image(colour_depth(result, self._debug_range), header))
+            self._publishers["debug_image"].publish(messages.bgr8_image(colour_depth(result, self._debug_range),
+                                                                        header))
 
 
+# The publisher class of each output kind (vision_factory.output_kinds.OUTPUT_KINDS has the same keys).
 OUTPUTS: dict[str, Any] = {"detections": DetectionOutput, "poses": PoseOutput, "depth": DepthOutput}

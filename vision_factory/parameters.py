@@ -1,17 +1,21 @@
 """ROS parameter specs: one table of what every node declares, validated the same way everywhere.
 
-Specs come from four places and are merged by the generator into one list per node:
-COMMON_PARAMETERS (every node), the backend's row in backends.BACKENDS, OUTPUT_PARAMETERS of the model's
-output kind, and the model manifest.
+Specs come from four places, merged into one list per node by node_parameters (the only place that
+does): COMMON_PARAMETERS (every node), the backend's row in vision_factory.backends, the model's output
+kind (vision_factory.output_kinds) and the model manifest.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Iterable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Iterable
 
 import yaml
 
 from vision_factory.errors import ConfigError
+
+if TYPE_CHECKING:  # the manifest and backend modules import this one
+    from vision_factory.backends import Backend
+    from vision_factory.manifest import Manifest
 
 TYPES: dict[str, type] = {"bool": bool, "integer": int, "double": float, "string": str}
 # When a parameter takes effect. Only "start" parameters are read-only for ROS.
@@ -123,18 +127,22 @@ COMMON_PARAMETERS: tuple[ParameterSpec, ...] = (
                   "from receiving a frame to publishing its result exceeds this.", range=(1.0, 600000.0)),
 )
 
-# Parameters of an output kind (a manifest's `output`), declared by every node that publishes it.
-OUTPUT_PARAMETERS: dict[str, tuple[ParameterSpec, ...]] = {
-    "depth": (
-        ParameterSpec("camera_info_topic", "string", "", "A sensor_msgs/CameraInfo topic to republish on "
-                      "~/camera_info with each depth image's header, so depth_image_proc can make point clouds "
-                      "(depth is at the input resolution: the intrinsics apply unchanged). Empty: none.",
-                      applies="start"),
-        ParameterSpec("debug_image_range", "double", 10.0, "The value at the top of ~/debug_image's turbo colour "
-                      "scale (0 at the bottom): metres for metric depth, the model's units for relative inverse "
-                      "depth.", range=(0.001, 1000000.0)),
-    ),
-}
+
+def node_parameters(manifest: Manifest, backend: Backend, weights: str | None = None) -> tuple[ParameterSpec, ...]:
+    """Every parameter a <model>_<backend> node declares, in declaration order: the common ones (with
+    `weights`, else the manifest's default weights, as the `model` default), the backend's, the output
+    kind's and the manifest's own."""
+    common = tuple(replace(spec, default=weights or manifest.default_weights) if spec.name == "model" else spec
+                   for spec in COMMON_PARAMETERS)
+    return common + backend.parameters + manifest.output_kind.parameters + manifest.parameters
+
+
+def parameter_differences(generated: Iterable[ParameterSpec], expected: Iterable[ParameterSpec]) -> list[str]:
+    """What differs between two parameter lists, by name: "+name" only in `expected`, "-name" only in
+    `generated`, "~name" declared differently (type, default, range, choices, description, when it applies)."""
+    old, new = {p.name: p for p in generated}, {p.name: p for p in expected}
+    return ([f"+{name}" for name in new if name not in old] + [f"-{name}" for name in old if name not in new]
+            + [f"~{name}" for name in new if name in old and new[name] != old[name]])
 
 
 def parse_assignments(items: Iterable[str], known: Iterable[str]) -> dict[str, Any]:

@@ -11,7 +11,8 @@ import numpy as np
 from vision_factory.artifacts import Artifact, prepare_artifact
 from vision_factory.backends import Backend
 from vision_factory.export_cache import ExportCache
-from vision_factory.manifest import Manifest
+from vision_factory.manifest import Manifest, load_manifest
+from vision_factory.parameters import node_parameters
 
 
 WARMUP_IMAGE_HWC = (480, 640, 3)
@@ -73,23 +74,16 @@ def prepare_artifacts(manifest: Manifest, backend: Backend, values: Mapping[str,
     return artifacts
 
 
-def build_runner(manifest: Manifest, backend_name: str, values: Mapping[str, Any],
+def build_runner(manifest: Manifest, backend: Backend, values: Mapping[str, Any],
                  logger: Any = logging.getLogger(__name__), on_export: Callable[[], None] | None = None) -> Runner:
     """Resolve the weights, export or load the backend's artifacts, open the sessions and build the model.
 
     `values` holds every parameter the node declared (common, backend and manifest ones); `on_export()`
     is called if an export into the cache starts.
     """
-    backend = manifest.backend(backend_name)
     artifacts = prepare_artifacts(manifest, backend, values, logger, on_export)
-    session_class, backend_options = backend.session_class(), backend.options(values)
-    sessions = {}
-    for role, artifact in artifacts.items():
-        if artifact.module is not None:
-            sessions[role] = session_class(artifact.path, artifact.module, backend_options, backend.expect_rocm,
-                                           logger)
-        else:
-            sessions[role] = session_class(artifact.path, backend_options, logger)
+    backend_options = backend.options(values)
+    sessions = {role: backend.open(artifact, backend_options, logger) for role, artifact in artifacts.items()}
     model = manifest.load_module().build_model(
         sessions, {role: artifact.metadata for role, artifact in artifacts.items()},
         model_options(manifest, values), logger)
@@ -102,9 +96,8 @@ def default_runner(model: str, backend: str, weights: Path | str, cache_dir: Pat
                    logger: Any = logging.getLogger(__name__), **overrides: Any) -> Runner:
     """The runner a freshly generated <model>_<backend> node builds for `weights` and the parameter values
     in `overrides` (every other parameter at its default), exporting into `cache_dir`."""
-    from vision_factory.generator import plan_package  # the generator owns the merged parameter list
-    from vision_factory.manifest import load_manifest
-
-    values = {**plan_package(model, backend).defaults(), **overrides, "model": str(weights),
-              "cache_dir": str(cache_dir)}
-    return build_runner(load_manifest(model), backend, values, logger)
+    manifest = load_manifest(model)
+    backend_row = manifest.backend(backend)
+    values = {**{p.name: p.default for p in node_parameters(manifest, backend_row)}, **overrides,
+              "model": str(weights), "cache_dir": str(cache_dir)}
+    return build_runner(manifest, backend_row, values, logger)

@@ -1,17 +1,21 @@
 """The registry of backends: the one place that knows each backend's runtime, artifact and parameters.
 
-Everything else looks a backend up here by name; cuda and rocm are two rows of one implementation.
+Each row holds the code that opens its sessions and converts for it; the generator and the node look a
+row up once (Manifest.backend) and pass it down. cuda and rocm are two rows of one implementation.
 What the cuda and rocm backends run depends on the model: PyTorch on the model's checkpoint (BACKENDS),
 or, for models whose weights are ONNX files (a manifest's `gpu_runtime: onnxruntime`), ONNX Runtime's
 CUDA / ROCm execution providers (ONNXRUNTIME_GPU_BACKENDS).
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Mapping
 
+from vision_factory.backends import onnxruntime_session, openvino_session, tensorrt_session, torch_session
+from vision_factory.backends.session import Session
 from vision_factory.errors import ConfigError
 from vision_factory.parameters import ParameterSpec
 
@@ -37,42 +41,44 @@ _TORCH_DEVICE = ("PyTorch device: cuda:N (ROCm builds use the same names) or cpu
 
 @dataclass(frozen=True)
 class Backend:
-    """One backend.
+    """One backend: the code that opens its sessions and converts ONNX files for it, and what it declares.
 
-    source: "onnx" (the model goes through an ONNX file, then `convert` if set) or "checkpoint" (the
-    model's own PyTorch weights). artifact_filename: what the export cache stores for it.
+    loads: "onnx" (the model goes through an ONNX file, then `converter` if set) or "checkpoint" (the
+    model's own PyTorch weights). runtime: the session module (option_problem, runtime_fields).
+    opener(artifact, options, logger) -> Session. converter(onnx, dst, options, logger) -> versions, or None
+    when the ONNX file is the artifact. artifact_filename: what the export cache stores for it.
     """
 
     name: str
     summary: str
-    module: str
-    session: str
-    source: str
+    runtime: ModuleType
+    opener: Callable[..., Session]
+    loads: str
     artifact_filename: str
     parameters: tuple[ParameterSpec, ...]
     requirements: str
     pip_packages: tuple[str, ...]
-    convert: str | None = None
-    expect_rocm: bool = False
+    converter: Callable[..., dict[str, str]] | None = None
 
-    def runtime(self) -> ModuleType:
-        """The backend's session module; a missing runtime package is a ConfigError naming what to install."""
+    def _needs_runtime(self, call: Callable[..., Any], *args: Any) -> Any:
+        """call(*args); a runtime package that cannot be imported is a ConfigError naming what to install."""
         try:
-            return importlib.import_module(self.module)
+            return call(*args)
         except ImportError as e:
             raise ConfigError(f"the {self.name} backend needs {', '.join(self.pip_packages)} "
                               f"(pip install -r requirements/{self.requirements}): {e}") from e
 
+    def open(self, artifact: Any, options: Mapping[str, Any], logger: Any) -> Session:
+        """A session on `artifact` (artifacts.Artifact) with this backend's `options`."""
+        return self._needs_runtime(self.opener, artifact, options, logger)
+
+    def convert(self, onnx_path: Path, dst: Path, options: Mapping[str, Any], logger: Any) -> dict[str, str]:
+        """Write this backend's artifact of `onnx_path` to `dst` (only for backends with a converter)."""
+        return self._needs_runtime(self.converter, onnx_path, dst, options, logger)
+
     def runtime_fields(self, options: Mapping[str, Any]) -> dict[str, str]:
         """Runtime versions (and GPU generation) an artifact of this backend depends on."""
-        return self.runtime().runtime_fields(options)
-
-    def converter(self) -> Callable[..., dict[str, str]] | None:
-        """ONNX file -> this backend's artifact, or None when the ONNX file is the artifact."""
-        return getattr(self.runtime(), self.convert) if self.convert else None
-
-    def session_class(self) -> Any:
-        return getattr(self.runtime(), self.session)
+        return self._needs_runtime(self.runtime.runtime_fields, options)
 
     def options(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """This backend's settings (not its reports) taken from a node's parameter values."""
@@ -84,20 +90,19 @@ class Backend:
 
     def option_problem(self, name: str, value: Any) -> str:
         """'' if `value` can work for setting `name` of this backend, else why not (naming what is valid)."""
-        check = getattr(self.runtime(), "option_problem", None)
-        return check(name, value) if check else ""
+        return self._needs_runtime(self.runtime.option_problem, name, value)
 
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend(
         name="onnx", summary="ONNX Runtime; execution provider chosen by parameter",
-        module="vision_factory.backends.onnxruntime_session", session="OnnxRuntimeSession",
-        source="onnx", artifact_filename="model.onnx", requirements="onnx.txt", pip_packages=("onnxruntime",),
+        runtime=onnxruntime_session, opener=onnxruntime_session.open_session,
+        loads="onnx", artifact_filename="model.onnx", requirements="onnx.txt", pip_packages=("onnxruntime",),
         parameters=_onnxruntime_parameters("cpu")),
     Backend(
         name="openvino", summary="OpenVINO Runtime on an OpenVINO IR converted from ONNX",
-        module="vision_factory.backends.openvino_session", session="OpenVinoSession",
-        source="onnx", artifact_filename="model.xml", convert="convert_onnx", requirements="openvino.txt",
+        runtime=openvino_session, opener=openvino_session.open_session, converter=openvino_session.convert_onnx,
+        loads="onnx", artifact_filename="model.xml", requirements="openvino.txt",
         pip_packages=("openvino",),
         parameters=(
             ParameterSpec("device", "string", "CPU", "OpenVINO device: CPU, GPU, NPU or AUTO.", applies="rebuild"),
@@ -108,8 +113,8 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         )),
     Backend(
         name="tensorrt", summary="TensorRT engine built from ONNX (not verifiable on CPU-only machines)",
-        module="vision_factory.backends.tensorrt_session", session="TensorRtSession",
-        source="onnx", artifact_filename="model.engine", convert="build_engine", requirements="tensorrt.txt",
+        runtime=tensorrt_session, opener=tensorrt_session.open_session, converter=tensorrt_session.build_engine,
+        loads="onnx", artifact_filename="model.engine", requirements="tensorrt.txt",
         pip_packages=("tensorrt", "cuda-python"),
         parameters=(
             ParameterSpec("device", "string", "0", "CUDA GPU index (0 or cuda:0).", applies="rebuild"),
@@ -119,8 +124,8 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         )),
     Backend(
         name="cuda", summary="PyTorch on an NVIDIA GPU (CPU fallback with a warning)",
-        module="vision_factory.backends.torch_session", session="TorchSession",
-        source="checkpoint", artifact_filename="", requirements="torch.txt",
+        runtime=torch_session, opener=torch_session.open_session,
+        loads="checkpoint", artifact_filename="", requirements="torch.txt",
         pip_packages=("torch", "ultralytics"),
         parameters=(
             ParameterSpec("device", "string", "cuda:0", _TORCH_DEVICE, applies="rebuild"),
@@ -130,9 +135,9 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         )),
     Backend(
         name="rocm", summary="PyTorch (ROCm build) on an AMD GPU (CPU fallback with a warning)",
-        module="vision_factory.backends.torch_session", session="TorchSession",
-        source="checkpoint", artifact_filename="", requirements="torch.txt",
-        pip_packages=("torch (ROCm build)", "ultralytics"), expect_rocm=True,
+        runtime=torch_session, opener=partial(torch_session.open_session, expect_rocm=True),
+        loads="checkpoint", artifact_filename="", requirements="torch.txt",
+        pip_packages=("torch (ROCm build)", "ultralytics"),
         parameters=(
             ParameterSpec("device", "string", "cuda:0", _TORCH_DEVICE, applies="rebuild"),
             ParameterSpec("precision", "string", "fp32", "Inference precision (fp16 on GPU only).",
@@ -146,8 +151,8 @@ def _onnxruntime_gpu(name: str, provider: str, gpu: str, requirements: str, pack
     return Backend(
         name=name, summary=f"ONNX Runtime's {provider} execution provider on an {gpu} GPU (CPU fallback with "
                            f"a warning)",
-        module="vision_factory.backends.onnxruntime_session", session="OnnxRuntimeSession",
-        source="onnx", artifact_filename="model.onnx", requirements=requirements, pip_packages=(package,),
+        runtime=onnxruntime_session, opener=onnxruntime_session.open_session,
+        loads="onnx", artifact_filename="model.onnx", requirements=requirements, pip_packages=(package,),
         parameters=_onnxruntime_parameters(f"{name},cpu"))  # cpu last: the fallback
 
 

@@ -90,3 +90,8 @@ def runtime_fields(options: Mapping[str, Any]) -> dict[str, str]:
     import onnxruntime as ort
 
     return {"onnxruntime": ort.__version__}
+
+
+def open_session(artifact: Any, options: Mapping[str, Any], logger: Any) -> OnnxRuntimeSession:
+    """The backend row's opener: a session on the artifact's file (artifacts.Artifact)."""
+    return OnnxRuntimeSession(artifact.path, options, logger)

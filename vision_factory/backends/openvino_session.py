@@ -74,3 +74,8 @@ def runtime_fields(options: Mapping[str, Any]) -> dict[str, str]:
     import openvino as ov
 
     return {"openvino": ov.__version__}
+
+
+def open_session(artifact: Any, options: Mapping[str, Any], logger: Any) -> OpenVinoSession:
+    """The backend row's opener: a session on the artifact's file (artifacts.Artifact)."""
+    return OpenVinoSession(artifact.path, options, logger)

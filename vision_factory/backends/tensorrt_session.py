@@ -148,3 +148,8 @@ class TensorRtSession:
     def __del__(self) -> None:
         for pointer in getattr(self, "_buffers", {}).values():
             self._cudart.cudaFree(pointer)
+
+
+def open_session(artifact: Any, options: Mapping[str, Any], logger: Any) -> TensorRtSession:
+    """The backend row's opener: a session on the artifact's file (artifacts.Artifact)."""
+    return TensorRtSession(artifact.path, options, logger)

@@ -86,3 +86,9 @@ def runtime_fields(options: Mapping[str, Any]) -> dict[str, str]:
     import torch
 
     return {"torch": torch.__version__}
+
+
+def open_session(artifact: Any, options: Mapping[str, Any], logger: Any, expect_rocm: bool = False) -> TorchSession:
+    """The backend row's opener: the artifact's loaded nn.Module on the device (`expect_rocm`: the rocm row,
+    whose PyTorch must be a ROCm build)."""
+    return TorchSession(artifact.path, artifact.module, options, expect_rocm, logger)

@@ -18,9 +18,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-# kind -> (node name, answer topic)
-NODES = {"yolo": ("ultralytics_predict", "~/detections"), "pose": ("rtmlib_body", "~/poses"),
-         "depth": ("transformers_depth_pipeline", "~/inverse_depth_relative")}
+# kind -> (node name, the topic under it: the per-frame topic our nodes publish the same answers on,
+# named as in vision_factory.output_kinds)
+NODES = {"yolo": ("ultralytics_predict", "detections"), "pose": ("rtmlib_body", "poses"),
+         "depth": ("transformers_depth_pipeline", "inverse_depth_relative")}
 
 
 def ultralytics_predict(args: argparse.Namespace) -> tuple[type, Callable[[Any], Any]]:
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     name, topic = NODES[args.kind]
     node = rclpy.create_node(name)
     answer_type, answer = BASELINES[args.kind](args)
-    publisher = node.create_publisher(answer_type, topic, 10)
+    publisher = node.create_publisher(answer_type, f"~/{topic}", 10)
     node.create_subscription(Image, "image_raw", lambda msg: publisher.publish(answer(msg)), qos_profile_sensor_data)
     while not stopping.is_set():
         rclpy.spin_once(node, timeout_sec=0.1)

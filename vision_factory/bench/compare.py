@@ -29,7 +29,6 @@ Writes bench.json, bench.md and per model bench_<model>_latency.png, _throughput
 from __future__ import annotations
 
 import argparse
-import importlib
 import importlib.util
 import json
 import platform
@@ -41,7 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vision_factory.bench.baselines import NODES
 from vision_factory.bench.node_probe import NodeUnderTest, percentiles_ms
+from vision_factory.manifest import load_manifest
 from vision_factory.workspace import (colcon_build, create_workspace, node_command, shared_assets, source_checkout,
                                       start_process, stop, workspace_env)
 
@@ -69,29 +70,32 @@ class Suite:
     """One model's nodes and what users run for it today (see the module docstring)."""
 
     model: str
-    answers: str  # the result topic under a node
-    answer_type: str  # "package.msg:Type"
     baseline: str  # its name in the tables
-    baseline_topic: str
+    baseline_kind: str  # which node of vision_factory.bench.baselines
     raw_backend: str  # the baseline runs this backend's network and runtime: the same raw figure
     full: Plan
 
     def plan(self, quick: bool) -> Plan:
         return QUICK if quick else self.full
 
+    @property
+    def answers(self) -> str:
+        """The per-frame topic, under our nodes and the baseline's alike, that the suite listens to."""
+        return NODES[self.baseline_kind][1]
+
+    @property
+    def baseline_topic(self) -> str:
+        return f"/{NODES[self.baseline_kind][0]}/{self.answers}"
+
     def answer_class(self) -> Any:
-        module, name = self.answer_type.split(":")
-        return getattr(importlib.import_module(module), name)
+        return load_manifest(self.model).output_kind.topic(self.answers).message_class()
 
 
 SUITES = {s.model: s for s in (
-    Suite("yolo", "detections", "vision_msgs.msg:Detection2DArray", "ultralytics predict node",
-          "/ultralytics_predict/detections", "cuda", Plan(200, 200, (5.0, 10.0, 20.0, 40.0), 5.0)),
-    Suite("rtmpose", "poses", "vision_factory_msgs.msg:KeypointPoseArray", "rtmlib Body node", "/rtmlib_body/poses",
-          "onnx", Plan(200, 200, (5.0, 10.0, 20.0, 40.0), 5.0)),
+    Suite("yolo", "ultralytics predict node", "yolo", "cuda", Plan(200, 200, (5.0, 10.0, 20.0, 40.0), 5.0)),
+    Suite("rtmpose", "rtmlib Body node", "pose", "onnx", Plan(200, 200, (5.0, 10.0, 20.0, 40.0), 5.0)),
     # About a second a frame on a 2-core CPU: fewer frames, slower rates.
-    Suite("depth_anything", "inverse_depth_relative", "sensor_msgs.msg:Image", "transformers pipeline node",
-          "/transformers_depth_pipeline/inverse_depth_relative", "cuda", Plan(30, 40, (0.5, 1.0, 2.0, 4.0), 10.0)),
+    Suite("depth_anything", "transformers pipeline node", "depth", "cuda", Plan(30, 40, (0.5, 1.0, 2.0, 4.0), 10.0)),
 )}
 
 

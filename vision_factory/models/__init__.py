@@ -1,22 +1,84 @@
-"""Model families. A manifest names a model module and, per set of weights it loads, a weights module
-(the model module itself for the `model` weights); either may be `module:object`, an object in a module
-that implements the contract (one module serving several similar families). A weights module implements,
-for runner and artifacts:
+"""Model families, and the contract their modules implement (written down as Protocols below).
 
-  CHECKPOINTS                    what it exports to ONNX, for messages ("a checkpoint (.pt)"; "" if nothing)
-  is_checkpoint(path) -> bool    whether `path` is such weights (exported, or loaded by PyTorch backends)
-  weights_problem(model) -> str  '' if `model` is a file or a downloadable name, else why not
-  resolve_weights(model, dir)    a weights path, or a name the model's library downloads into dir
-  export_onnx(weights, dst, options, logger) -> dict   writes dst; returns exporter versions
-  exporter_fields() -> dict      versions an export depends on (part of its cache key)
-  load_torch(weights, options) -> (nn.Module, metadata)   forward returns the ONNX export's raw outputs
-                                                       (only for models whose cuda / rocm run PyTorch)
-The model module also implements
+A manifest names a model module and, per set of weights it loads, a weights module (the model module itself
+for the `model` weights); either may be `module:object`, an object in a module that implements the contract
+(one module serving several similar families, as transformers_depth does). A weights module is a
+WeightsHandler; the model module also has `build_model` (a ModelFamily), which makes a FrameModel.
 
-  build_model(sessions, metadata, options, logger)     sessions and metadata keyed by weights parameter
-      -> model: __call__(image_bgr, **frame_options) -> result
-                (frame_options have defaults: the runner warms a new model up with a blank image)
-                .labels, .option_problem(name, value) -> ''|reason
-
-`options` are the manifest's parameters that are not read per frame; `frame_options` the others.
+`options` are the manifest's parameters that are not read per frame (they shape an export or a session);
+`frame_options` the others, passed to the frame model as keyword arguments.
 """
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Protocol
+
+import numpy as np
+
+from vision_factory.backends.session import Session
+from vision_factory.errors import ConfigError, file_problem
+
+
+class WeightsHandler(Protocol):
+    """Turns a weights parameter's value into a file a backend can load (used by runner and artifacts)."""
+
+    CHECKPOINTS: str  # what it exports to ONNX, for messages ("a checkpoint (.pt)"; "" if nothing)
+
+    def is_checkpoint(self, weights: Path) -> bool:
+        """Whether `weights` is exported to ONNX by export_onnx (and loaded by the PyTorch backends)."""
+
+    def weights_problem(self, model: str) -> str:
+        """'' if `model` names a usable file or a downloadable name, else why not (checked on `ros2 param set`)."""
+
+    def resolve_weights(self, model: str, download_dir: Path) -> Path:
+        """A weights path: the file itself, or what the model's library downloads into download_dir."""
+
+    def export_onnx(self, weights: Path, dst: Path, options: Mapping[str, Any], logger: Any) -> dict[str, str]:
+        """Write the checkpoint's ONNX export to dst; return the exporter versions (for the cache entry)."""
+
+    def exporter_fields(self) -> dict[str, str]:
+        """Versions an export depends on (part of its cache key); must not import torch."""
+
+    def load_torch(self, weights: Path, options: Mapping[str, Any]) -> tuple[Any, dict[str, str]]:
+        """(nn.Module, metadata), its forward returning the ONNX export's raw outputs; only for models whose
+        cuda / rocm backends run PyTorch."""
+
+
+class FrameModel(Protocol):
+    """A model on its open sessions: one BGR frame in, one result (Detections, Poses, DepthMap) out."""
+
+    labels: tuple[str, ...]  # class (or keypoint) names
+
+    def __call__(self, image_bgr: np.ndarray, **frame_options: Any) -> Any:
+        """Every frame option has a default: the runner warms a new model up with a blank image."""
+
+    def option_problem(self, name: str, value: Any) -> str:
+        """'' if a frame option's value suits this model (e.g. its class names), else why not."""
+
+
+class ModelFamily(Protocol):
+    """The model module: builds the frame model once the backend sessions are open."""
+
+    def build_model(self, sessions: Mapping[str, Session], metadata: Mapping[str, Mapping[str, str]],
+                    options: Mapping[str, Any], logger: Any) -> FrameModel:
+        """`sessions` and `metadata` (of each artifact, e.g. class names) are keyed by weights parameter."""
+
+
+class OnnxOnlyWeights:
+    """The WeightsHandler of models whose weights are ONNX files: nothing is a checkpoint, so nothing is
+    exported and there is no PyTorch path. Files are used as they are; a subclass may also accept names it
+    downloads (weights_problem and resolve_weights)."""
+
+    CHECKPOINTS = ""
+
+    def is_checkpoint(self, weights: Path) -> bool:
+        return False
+
+    def weights_problem(self, model: str) -> str:
+        return file_problem(model)
+
+    def resolve_weights(self, model: str, download_dir: Path) -> Path:
+        problem = self.weights_problem(model)
+        if problem:
+            raise ConfigError(problem)
+        return Path(model).expanduser()

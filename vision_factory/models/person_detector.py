@@ -16,7 +16,7 @@ from rtmlib import YOLOX
 from vision_factory.backends.session import Session
 from vision_factory.errors import ConfigError
 from vision_factory.models import yolo
-from vision_factory.models.rtmlib_support import OnOurSession, onnx_weights_problem, resolve_onnx_weights
+from vision_factory.models.rtmlib_support import ZOO_WEIGHTS, OnOurSession
 
 # A YOLO .pt checkpoint is exported to ONNX with ultralytics, at this input size.
 CHECKPOINTS, is_checkpoint, exporter_fields = yolo.CHECKPOINTS, yolo.is_checkpoint, yolo.exporter_fields
@@ -28,13 +28,13 @@ def weights_problem(model: str) -> str:
     an http(s) URL; else why not."""
     if is_checkpoint(Path(model)):
         return yolo.weights_problem(model)
-    return onnx_weights_problem(model)
+    return ZOO_WEIGHTS.weights_problem(model)
 
 
 def resolve_weights(model: str, download_dir: Path) -> Path:
     if is_checkpoint(Path(model)):
         return yolo.resolve_weights(model, download_dir)
-    return resolve_onnx_weights(model, download_dir)
+    return ZOO_WEIGHTS.resolve_weights(model, download_dir)
 
 
 def export_onnx(weights: Path, dst: Path, options: Mapping[str, Any], logger: Any) -> dict[str, str]:

@@ -10,7 +10,6 @@ RTMPose weights are ONNX files (rtmlib's model zoo), so there is nothing to expo
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -19,12 +18,12 @@ from rtmlib.visualization import skeleton as rtmlib_skeletons
 
 from vision_factory.backends.session import Session
 from vision_factory.models.person_detector import person_detector
-from vision_factory.models.rtmlib_support import OnOurSession, onnx_weights_problem, resolve_onnx_weights
+from vision_factory.models.rtmlib_support import ZOO_WEIGHTS, OnOurSession
 from vision_factory.poses import Poses, Skeleton
 
-CHECKPOINTS = ""  # nothing to export: the weights are ONNX
-weights_problem = onnx_weights_problem
-resolve_weights = resolve_onnx_weights
+# The weights handling (vision_factory.models.WeightsHandler): ONNX files or rtmlib zoo URLs.
+CHECKPOINTS, is_checkpoint = ZOO_WEIGHTS.CHECKPOINTS, ZOO_WEIGHTS.is_checkpoint
+weights_problem, resolve_weights = ZOO_WEIGHTS.weights_problem, ZOO_WEIGHTS.resolve_weights
 
 # RTMPose's input normalisation (ImageNet mean / std on 0-255 BGR->RGB pixels), as rtmlib's defaults.
 MEAN = (123.675, 116.28, 103.53)
@@ -49,10 +48,6 @@ class PoseEstimator(OnOurSession, RTMPose):
         boxes = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)
         keypoints, scores = RTMPose.__call__(self, image_bgr, list(boxes))
         return keypoints.astype(np.float32), scores.astype(np.float32)
-
-
-def is_checkpoint(weights: Path) -> bool:
-    return False
 
 
 def skeleton_for(keypoint_count: int, logger: Any = logging.getLogger(__name__)) -> Skeleton:
