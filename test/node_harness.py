@@ -18,6 +18,7 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image
 
 from vision_factory.bag_replay import ReplayProbe
+from vision_factory.bench.node_probe import discovery_failed
 from vision_factory.image_conversion import image_to_bgr
 from vision_factory.manifest import load_manifest
 from vision_factory.output_kinds import OutputKind
@@ -74,13 +75,13 @@ def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path, managed
     executable = f"{package}_managed" if managed else package
     command = node_command(ws, package, executable, overrides, {"image_raw": "/camera/image_raw"})
     log = tmp_path / f"{package}-{domain}.log"
-    with open(log, "w") as out:
-        process = start_process(command, {**env, "ROS_DOMAIN_ID": str(domain)}, stdout=out,
-                                stderr=subprocess.STDOUT)
 
-    def new_probe() -> ReplayProbe:
-        return ReplayProbe({**topics, "/diagnostics": DiagnosticArray}, domain_id=domain,
-                           latched=(f"/{package}/{latched}",) if latched else ())
+    def start() -> tuple[subprocess.Popen, ReplayProbe]:
+        with open(log, "w") as out:
+            process = start_process(command, {**env, "ROS_DOMAIN_ID": str(domain)}, stdout=out,
+                                    stderr=subprocess.STDOUT)
+        return process, ReplayProbe({**topics, "/diagnostics": DiagnosticArray}, domain_id=domain,
+                                    latched=(f"/{package}/{latched}",) if latched else ())
 
     def node_ready(probe: ReplayProbe, timeout_s: float) -> bool:
         if managed:
@@ -94,15 +95,21 @@ def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path, managed
                 and process.poll() is None
         return probe.wait_for_message(f"/{package}/{latched}", timeout_s, alive=lambda: process.poll() is None)
 
-    probe = new_probe()
+    def discovered(probe: ReplayProbe) -> bool:
+        return not discovery_failed(probe.node, package, bool(probe.outputs["/diagnostics"]))
+
+    process, probe = start()
     try:
         ready = node_ready(probe, DISCOVERY_S)
-        if not ready and process.poll() is None and not probe.outputs["/diagnostics"]:
-            # Heard nothing at all, not even the node's 1 Hz diagnostics: discovery between the two Fast
-            # DDS participants failed, which happens now and then with the LARGE_DATA transports. A new
-            # participant connects; a node that runs but never announces itself still fails below.
+        # A ready node is in the probe's graph within seconds; one that is not, or that is not ready and
+        # not heard, is on the wrong side of a failed Fast DDS discovery (now and then with LARGE_DATA,
+        # more often on a loaded machine): both start again, once. A node that runs but never announces
+        # itself still fails below.
+        if process.poll() is None and not probe.spin_until(lambda: discovered(probe), 10 if ready else 0):
             probe.close()
-            probe = new_probe()
+            stop(process)
+            process, probe = start()
+            ready = False
         if not ready:
             ready = node_ready(probe, READY_S - DISCOVERY_S)
         heard = len(probe.outputs["/diagnostics"])
