@@ -22,7 +22,8 @@ from typing import Any, Callable, Sequence
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import SetParametersResult
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType,
+                                SetParametersResult)
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
@@ -76,7 +77,7 @@ class InferenceNode(LifecycleNodeMixin, Node):
         self.managed = managed
         self._specs = {spec.name: spec for spec in expected}
         for spec in expected:
-            self.declare_parameter(spec.name, spec.default, spec.descriptor())
+            self.declare_parameter(spec.name, spec.default, descriptor(spec))
         self._values = {name: self.get_parameter(name).value for name in self._specs}
         self._weights = {w.parameter: w for w in self._manifest.weights}
         for name, value in self._values.items():
@@ -311,6 +312,23 @@ class InferenceNode(LifecycleNodeMixin, Node):
         if now - self._last_logged.get(kind, -ERROR_THROTTLE_S) >= ERROR_THROTTLE_S:
             self._last_logged[kind] = now
             self.get_logger().error(reason)
+
+
+_PARAMETER_TYPES = {"bool": ParameterType.PARAMETER_BOOL, "integer": ParameterType.PARAMETER_INTEGER,
+                    "double": ParameterType.PARAMETER_DOUBLE, "string": ParameterType.PARAMETER_STRING}
+
+
+def descriptor(spec: ParameterSpec) -> ParameterDescriptor:
+    """The ROS descriptor of a parameter: description, type, range and read-only flag ("start" ones)."""
+    result = ParameterDescriptor(name=spec.name, type=_PARAMETER_TYPES[spec.type], description=spec.documentation(),
+                                 read_only=spec.applies == "start")
+    if spec.range is not None and spec.type == "double":
+        result.floating_point_range = [FloatingPointRange(
+            from_value=float(spec.range[0]), to_value=float(spec.range[1]), step=float(spec.step or 0.0))]
+    elif spec.range is not None and spec.type == "integer":
+        result.integer_range = [IntegerRange(
+            from_value=int(spec.range[0]), to_value=int(spec.range[1]), step=int(spec.step or 0))]
+    return result
 
 
 def init_until_signalled(args: list[str] | None = None) -> threading.Event:

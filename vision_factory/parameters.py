@@ -69,22 +69,6 @@ class ParameterSpec:
             return f"'{value}' is not one of: {', '.join(self.choices)}"
         return ""
 
-    def descriptor(self) -> Any:
-        """The rcl_interfaces ParameterDescriptor: description, type, range and read-only flag."""
-        from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                        ParameterType)
-        types = {"bool": ParameterType.PARAMETER_BOOL, "integer": ParameterType.PARAMETER_INTEGER,
-                 "double": ParameterType.PARAMETER_DOUBLE, "string": ParameterType.PARAMETER_STRING}
-        descriptor = ParameterDescriptor(name=self.name, type=types[self.type], description=self.documentation(),
-                                         read_only=self.applies == "start")
-        if self.range is not None and self.type == "double":
-            descriptor.floating_point_range = [FloatingPointRange(
-                from_value=float(self.range[0]), to_value=float(self.range[1]), step=float(self.step or 0.0))]
-        elif self.range is not None and self.type == "integer":
-            descriptor.integer_range = [IntegerRange(
-                from_value=int(self.range[0]), to_value=int(self.range[1]), step=int(self.step or 0))]
-        return descriptor
-
     def documentation(self) -> str:
         """The description with the accepted values and when a change applies."""
         text = self.description
