@@ -244,3 +244,37 @@ def test_skeletons_come_from_rtmlib_by_keypoint_count() -> None:
     assert all(0 <= a < 17 and 0 <= b < 17 for a, b in body.edges)
     unknown = skeleton_for(5)
     assert unknown.keypoint_names[4] == "keypoint_4" and unknown.edges == ()
+
+
+def test_detector_and_pose_match_rtmlibs_own_classes_on_real_images(known_answer) -> None:
+    """rtmlib's YOLOX and RTMPose, opening the same ONNX files themselves, on the real COCO images and
+    bus.jpg: the same person boxes (rtmlib's unclipped, ours clipped to the image), and in the same boxes
+    the same keypoints (within 1e-3 px; the stand-in pose network's peaks make every keypoint depend on
+    the crop's affine transform) and scores."""
+    from rtmlib import RTMPose, YOLOX
+
+    pose, _, _ = known_answer
+    ours_detector = YoloxPersons(OnnxRuntimeSession(asset(DETECTOR), {"execution_provider": "cpu"}))
+    ours_pose = PoseEstimator(OnnxRuntimeSession(pose, {"execution_provider": "cpu"}))
+    theirs_detector = YOLOX(str(asset(DETECTOR)), model_input_size=(416, 416), backend="onnxruntime", device="cpu")
+    theirs_pose = RTMPose(str(pose), model_input_size=ours_pose.model_input_size, backend="onnxruntime",
+                          device="cpu")
+    images = [*sorted(asset(COCO).glob("*.jpg")), asset(ASSETS / "images" / "bus.jpg")]
+    found = 0
+    for path in images:
+        image = cv2.imread(str(path))
+        theirs = np.asarray(theirs_detector(image), np.float32).reshape(-1, 4)
+        ours, _ = ours_detector(image, score_threshold=0.3)
+        height, width = image.shape[:2]
+        theirs_clipped = np.stack([theirs[:, 0].clip(0, width), theirs[:, 1].clip(0, height),
+                                   theirs[:, 2].clip(0, width), theirs[:, 3].clip(0, height)], axis=1)
+        assert len(ours) == len(theirs), path.name
+        for box in theirs_clipped:
+            assert np.abs(ours - box).max(axis=1).min() < 1e-3, (path.name, box)
+        if len(theirs):
+            keypoints, scores = ours_pose(image, theirs)
+            their_keypoints, their_scores = theirs_pose(image, list(theirs))
+            np.testing.assert_allclose(keypoints, their_keypoints, atol=1e-3)
+            np.testing.assert_allclose(scores, their_scores, atol=1e-6)
+        found += len(theirs)
+    assert found >= 15  # 14 annotated people in the COCO images and 4 on bus.jpg, some of them small

@@ -34,16 +34,18 @@ class Letterbox:
 
 
 def letterbox(image: np.ndarray, size_hw: tuple[int, int], pad_value: int = 114,
-              center: bool = True) -> tuple[np.ndarray, Letterbox]:
+              center: bool = True, truncate: bool = False) -> tuple[np.ndarray, Letterbox]:
     """Resize `image` (H, W, C) to fit `size_hw` keeping its aspect ratio, and pad the rest with `pad_value`.
 
     center=True splits the padding between both sides (ultralytics); False puts the image top-left
-    (YOLOX, mmdet). Returns the (size_h, size_w, C) canvas and the placement.
+    (YOLOX, mmdet). The resized size is rounded (ultralytics), or truncated with `truncate` (rtmlib's
+    YOLOX). Returns the (size_h, size_w, C) canvas and the placement.
     """
     height, width = image.shape[:2]
     target_h, target_w = size_hw
     ratio = min(target_h / height, target_w / width)
-    new_w, new_h = max(round(width * ratio), 1), max(round(height * ratio), 1)
+    to_int = int if truncate else round
+    new_w, new_h = max(to_int(width * ratio), 1), max(to_int(height * ratio), 1)
     if (new_w, new_h) != (width, height):
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     pad_w, pad_h = target_w - new_w, target_h - new_h

@@ -33,12 +33,10 @@ def _detections(model: Any, image: np.ndarray) -> list[tuple[Any, np.ndarray]]:
 
 def _poses(model: Any, image: np.ndarray) -> list[tuple[Any, np.ndarray]]:
     """The detector once, then the pose network once per person the node would estimate."""
-    from vision_factory.models.rtmlib_support import to_blob
-
-    padded, _ = model.detector.preprocess(image)
+    blob, _ = model.detector.preprocess(image)
     boxes = model(image).boxes_xyxy  # the people found at the node's default thresholds
-    crops = [to_blob(model.estimator.preprocess(image, box)[0]) for box in boxes]
-    return [(model.detector.session, to_blob(padded))] + [(model.estimator.session, crop) for crop in crops]
+    crops = [model.estimator.preprocess(image, box)[0] for box in boxes]
+    return [(model.detector.session, blob)] + [(model.estimator.session, crop) for crop in crops]
 
 
 def _depth(model: Any, image: np.ndarray) -> list[tuple[Any, np.ndarray]]:

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-from rtmlib import YOLOX
 
 from vision_factory.backends.session import Session
 from vision_factory.errors import ConfigError
 from vision_factory.models import yolo
-from vision_factory.models.rtmlib_support import ZOO_WEIGHTS, OnOurSession
+from vision_factory.letterbox import letterbox
+from vision_factory.models.rtmlib_support import ZOO_WEIGHTS, to_blob
 
 # A YOLO .pt checkpoint is exported to ONNX with ultralytics, at this input size.
 CHECKPOINTS, is_checkpoint, exporter_fields = yolo.CHECKPOINTS, yolo.is_checkpoint, yolo.exporter_fields
@@ -41,24 +41,29 @@ def export_onnx(weights: Path, dst: Path, options: Mapping[str, Any], logger: An
     return yolo.export_onnx(weights, dst, {"imgsz": YOLO_IMGSZ}, logger)
 
 
-class YoloxPersons(OnOurSession, YOLOX):
+class YoloxPersons:
     """An OpenMMLab end-to-end YOLOX detector (outputs `dets` (1, N, 5): x1, y1, x2, y2, score in
-    letterboxed pixels, NMS inside; and `labels`), letterboxed top-left with padding 114 by rtmlib."""
+    letterboxed pixels, NMS inside; and `labels`), fed as rtmlib's YOLOX feeds it: BGR 0-255, letterboxed
+    top-left with padding 114, the resized size truncated."""
 
     def __init__(self, session: Session):
-        height, width = session.input_shape[2:4]
         self.session = session
-        self.model_input_size = (height, width)  # rtmlib's YOLOX order
+        self.input_hw = tuple(session.input_shape[2:4])
+
+    def preprocess(self, image_bgr: np.ndarray) -> tuple[np.ndarray, float]:
+        """The (1, 3, H, W) input tensor, and the resize ratio that maps its boxes back (divide by it)."""
+        padded, _ = letterbox(image_bgr, self.input_hw, center=False, truncate=True)
+        height, width = image_bgr.shape[:2]
+        return to_blob(padded), min(self.input_hw[0] / height, self.input_hw[1] / width)
 
     def __call__(self, image_bgr: np.ndarray, score_threshold: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
         """Boxes (N, 4) x1, y1, x2, y2 in source pixels, clipped to the image, and their scores, best first."""
-        padded, ratio = self.preprocess(image_bgr)
-        dets = self.inference(padded)[0]
+        blob, ratio = self.preprocess(image_bgr)
+        dets = self.session.run({self.session.input_name: blob})[0]
         if dets.ndim != 3 or dets.shape[-1] != 5:
             raise ValueError(f"expected end-to-end detections (1, N, 5), got {dets.shape}: this detector "
                              f"needs NMS in the graph")
-        # Decoded here rather than by rtmlib's YOLOX.postprocess, which drops the scores and fixes the
-        # threshold at 0.3.
+        # Decoded here: rtmlib's YOLOX.postprocess drops the scores and fixes the threshold at 0.3.
         boxes, scores = dets[0, :, :4] / ratio, dets[0, :, 4]
         keep = scores > score_threshold
         boxes, scores = boxes[keep], scores[keep]

@@ -1,27 +1,16 @@
-"""What the models built on rtmlib share: rtmlib's processing run on our sessions, and weights given as a
-file or as a URL of rtmlib's model zoo (a zip holding end2end.onnx), downloaded with rtmlib's downloader."""
+"""What the models built on rtmlib's processing share: the tensor layout its networks take, and weights
+given as a file or as a URL of rtmlib's model zoo (a zip holding end2end.onnx), downloaded with rtmlib's
+downloader."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from vision_factory.backends.session import Session
 from vision_factory.errors import ConfigError, file_problem
 from vision_factory.models import OnnxOnlyWeights
 
 URL_SCHEMES = ("http://", "https://")
-
-
-class OnOurSession:
-    """rtmlib's inference hook on one of our sessions. rtmlib's BaseTool.__init__, which would open a
-    runtime from a file path, is deliberately not called: the session is already open."""
-
-    session: Session
-
-    def inference(self, image: np.ndarray) -> list[np.ndarray]:
-        """One preprocessed HWC image -> the model's outputs (rtmlib's contract)."""
-        return self.session.run({self.session.input_name: to_blob(image)})
 
 
 def to_blob(image: np.ndarray) -> np.ndarray:

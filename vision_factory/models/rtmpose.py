@@ -13,41 +13,62 @@ import logging
 from typing import Any, Mapping
 
 import numpy as np
-from rtmlib import RTMPose
+from rtmlib.tools.pose_estimation.post_processings import get_simcc_maximum
+from rtmlib.tools.pose_estimation.pre_processings import bbox_xyxy2cs, top_down_affine
 from rtmlib.visualization import skeleton as rtmlib_skeletons
 
 from vision_factory.backends.session import Session
 from vision_factory.models.person_detector import person_detector
-from vision_factory.models.rtmlib_support import ZOO_WEIGHTS, OnOurSession
+from vision_factory.models.rtmlib_support import ZOO_WEIGHTS, to_blob
 from vision_factory.poses import Poses, Skeleton
 
 # The weights handling (vision_factory.models.WeightsHandler): ONNX files or rtmlib zoo URLs.
 CHECKPOINTS, is_checkpoint = ZOO_WEIGHTS.CHECKPOINTS, ZOO_WEIGHTS.is_checkpoint
 weights_problem, resolve_weights = ZOO_WEIGHTS.weights_problem, ZOO_WEIGHTS.resolve_weights
 
-# RTMPose's input normalisation (ImageNet mean / std on 0-255 BGR->RGB pixels), as rtmlib's defaults.
-MEAN = (123.675, 116.28, 103.53)
-STD = (58.395, 57.12, 57.375)
+# RTMPose's input normalisation (ImageNet mean / std on 0-255 pixels), as rtmlib's defaults; the box
+# padding and the SimCC bins per input pixel, as rtmlib's RTMPose uses them.
+MEAN = np.array((123.675, 116.28, 103.53))
+STD = np.array((58.395, 57.12, 57.375))
+BOX_PADDING = 1.25
+SIMCC_SPLIT_RATIO = 2.0
 # rtmlib's skeleton tables by keypoint count (as its draw_skeleton picks them).
 SKELETONS = {17: "coco17", 133: "coco133", 21: "hand21", 25: "coco25", 26: "halpe26"}
 
 
-class PoseEstimator(OnOurSession, RTMPose):
-    """RTMPose on a session whose input is (1, 3, height, width) and whose outputs are SimCC x and y."""
+class PoseEstimator:
+    """RTMPose on a session whose input is (1, 3, height, width) and whose outputs are SimCC x and y,
+    with rtmlib's functions for the crop (bbox_xyxy2cs, top_down_affine) and the decoding
+    (get_simcc_maximum), in the steps its RTMPose class takes."""
 
     def __init__(self, session: Session):
         height, width = session.input_shape[2:4]
         self.session = session
         self.model_input_size = (width, height)  # rtmlib's order
-        self.mean, self.std = np.array(MEAN), np.array(STD)
-        self.to_openpose = False
+
+    def preprocess(self, image_bgr: np.ndarray, box_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The normalised (1, 3, H, W) crop around one box (padded by BOX_PADDING, at the model's aspect),
+        and the crop's centre and size (x, y) in source pixels."""
+        center, scale = bbox_xyxy2cs(np.asarray(box_xyxy), padding=BOX_PADDING)
+        crop, scale = top_down_affine(self.model_input_size, scale, center, image_bgr)
+        return to_blob((crop - MEAN) / STD), center, scale
+
+    def postprocess(self, outputs: list[np.ndarray], center: np.ndarray,
+                    scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """SimCC outputs -> keypoints (1, K, 2) in source pixels and their scores (1, K)."""
+        locations, scores = get_simcc_maximum(outputs[0], outputs[1])
+        keypoints = locations / SIMCC_SPLIT_RATIO / np.array(self.model_input_size) * scale + center - scale / 2
+        return keypoints, scores
 
     def __call__(self, image_bgr: np.ndarray, boxes_xyxy: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Keypoints (N, K, 2) in source pixels and their scores (N, K) for N >= 1 boxes (rtmlib treats
-        no boxes as one box around the whole image: callers skip the call instead)."""
-        boxes = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)
-        keypoints, scores = RTMPose.__call__(self, image_bgr, list(boxes))
-        return keypoints.astype(np.float32), scores.astype(np.float32)
+        """Keypoints (N, K, 2) in source pixels and their scores (N, K) for N >= 1 boxes."""
+        keypoints, scores = [], []
+        for box in np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4):
+            blob, center, scale = self.preprocess(image_bgr, box)
+            found, score = self.postprocess(self.session.run({self.session.input_name: blob}), center, scale)
+            keypoints.append(found)
+            scores.append(score)
+        return np.concatenate(keypoints).astype(np.float32), np.concatenate(scores).astype(np.float32)
 
 
 def skeleton_for(keypoint_count: int, logger: Any = logging.getLogger(__name__)) -> Skeleton:
