@@ -11,29 +11,29 @@ from vision_factory.artifacts import prepare_artifact
 from vision_factory.backends import get_backend
 from vision_factory.errors import ConfigError
 from vision_factory.export_cache import ExportCache, sha256_file
-from vision_factory.models import yolo
+from vision_factory.models import yolo, yolo_weights
 
 LOG = logging.getLogger("artifacts")
 
 
 def prepare(weights: Path, backend: str, cache: ExportCache, **backend_options):
-    return prepare_artifact(yolo, "yolo", get_backend(backend), weights, {"imgsz": 640}, backend_options, cache, LOG)
+    return prepare_artifact(yolo_weights, "yolo", get_backend(backend), weights, {"imgsz": 640}, backend_options, cache, LOG)
 
 
 def test_resolve_weights(tmp_path: Path) -> None:
     weights = tmp_path / "w.onnx"
     weights.write_bytes(b"x")
-    assert yolo.resolve_weights(str(weights), tmp_path / "dl") == weights
+    assert yolo_weights.resolve_weights(str(weights), tmp_path / "dl") == weights
     with pytest.raises(ConfigError, match="model file '/no/such/w.onnx' does not exist"):
-        yolo.resolve_weights("/no/such/w.onnx", tmp_path / "dl")
+        yolo_weights.resolve_weights("/no/such/w.onnx", tmp_path / "dl")
     with pytest.raises(ConfigError, match="model file 'w.engine' does not exist"):
-        yolo.resolve_weights("w.engine", tmp_path / "dl")
+        yolo_weights.resolve_weights("w.engine", tmp_path / "dl")
 
 
 def test_a_model_name_is_downloaded_by_ultralytics_or_refused_clearly_offline(tmp_path: Path) -> None:
     pytest.importorskip("ultralytics")
     try:
-        path = yolo.resolve_weights("yolo11n.pt", tmp_path / "dl")
+        path = yolo_weights.resolve_weights("yolo11n.pt", tmp_path / "dl")
     except ConfigError as e:  # no internet here: the real download code ran and failed
         assert "model 'yolo11n.pt' is not a file and could not be downloaded" in str(e)
     else:

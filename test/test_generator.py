@@ -45,6 +45,7 @@ def test_the_valid_fixture_parses() -> None:
     (dict(unsupported_backends="onnx"), "field 'unsupported_backends': expected a list"),
     (dict(name="Toy-Model"), "field 'name': 'Toy-Model' is not a lower-case identifier"),
     (dict(module="os; import sys"), "field 'module'"),
+    (dict(weights_module="os; import sys"), "field 'weights_module'"),
     (dict(output="poses3d"), "field 'output': 'poses3d' is not one of"),
     (dict(unsupported_backends=["onnx", "directml"]), "field 'unsupported_backends': unknown backend 'directml'"),
     (dict(summary='Toy"""\nimport os'), "field 'summary': must be one line"),
@@ -102,6 +103,7 @@ def test_extra_weights_become_live_parameters_and_gpu_runtime_picks_cuda() -> No
 
 def test_shipped_manifests_load() -> None:
     assert load_manifest("yolo").module == "vision_factory.models.yolo"
+    assert load_manifest("yolo").weights[0].module == "vision_factory.models.yolo_weights"
     assert load_manifest("rtmpose").output == "poses"
     with pytest.raises(ConfigError, match="unknown model 'yolo9000' \\(known: depth_anything, rtmpose, yolo, zoedepth"):
         load_manifest("yolo9000")

@@ -57,7 +57,7 @@ def test_a_pickle_named_onnx_is_refused_not_unpickled(tmp_path: Path) -> None:
 
 
 def test_a_real_checkpoint_loads_under_restricted_loading(tmp_path: Path) -> None:
-    from vision_factory.models.yolo import load_checkpoint
+    from vision_factory.models.yolo_weights import load_checkpoint
 
     model = load_checkpoint(asset(CHECKPOINT))
     assert model.names[0] == "person"

@@ -27,7 +27,8 @@ from vision_factory.parameters import COMMON_PARAMETERS, ParameterSpec, active_w
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 _KEYS = {"name": str, "summary": str, "module": str, "output": str,
          "default_weights": str, "parameters": dict}
-_OPTIONAL_KEYS = {"gpu_runtime": (str, "pytorch"), "weights": (dict, {}), "unsupported_backends": (list, [])}
+_OPTIONAL_KEYS = {"gpu_runtime": (str, "pytorch"), "weights": (dict, {}), "unsupported_backends": (list, []),
+                  "weights_module": (str, "")}
 # Text rendered into comments, docstrings and XML: one line, no markup or quote runs.
 _UNSAFE_TEXT = re.compile(r'[\n\r\0<>&]|"""|\'\'\'')
 _PARAMETER_KEYS = {"type", "default", "description", "range", "step", "choices", "applies"}
@@ -69,15 +70,16 @@ class Manifest:
     source: str
     gpu_runtime: str = "pytorch"
     extra_weights: tuple[Weights, ...] = ()
+    weights_module: str = ""  # the `model` weights' handling, when not in the model module itself
 
     def load_module(self) -> Any:
-        """The model module (pure preprocess / postprocess, exporters)."""
+        """The model module (a vision_factory.models.ModelFamily)."""
         return import_contract(self.module)
 
     @property
     def weights(self) -> tuple[Weights, ...]:
         """Every set of weights the model loads, the `model` parameter's first."""
-        return (Weights("model", self.default_weights, self.module),) + self.extra_weights
+        return (Weights("model", self.default_weights, self.weights_module or self.module),) + self.extra_weights
 
     @property
     def output_kind(self) -> OutputKind:
@@ -119,8 +121,9 @@ def parse_manifest(text: str, source: str) -> Manifest:
             raise fail(text_field, "must be one line of plain text")
     if not IDENTIFIER.match(data["name"]):
         raise fail("name", f"'{data['name']}' is not a lower-case identifier")
-    if not MODULE_PATH.match(data["module"]):
-        raise fail("module", f"'{data['module']}' is not a Python module path")
+    for key in ("module", "weights_module"):
+        if (data[key] or key == "module") and not MODULE_PATH.match(data[key]):
+            raise fail(key, f"'{data[key]}' is not a Python module path")
     if data["output"] not in OUTPUT_KINDS:
         raise fail("output", f"'{data['output']}' is not one of: {', '.join(OUTPUT_KINDS)}")
     for backend in data["unsupported_backends"]:
@@ -173,7 +176,7 @@ def parse_manifest(text: str, source: str) -> Manifest:
                     backends=tuple(b for b in BACKENDS if b not in data["unsupported_backends"]),
                     default_weights=data["default_weights"],
                     parameters=tuple(parameters), source=source, gpu_runtime=data["gpu_runtime"],
-                    extra_weights=tuple(extra_weights))
+                    extra_weights=tuple(extra_weights), weights_module=data["weights_module"])
 
 
 # Folders (os.pathsep-separated) of manifests that do not ship with vision_factory: a model family added

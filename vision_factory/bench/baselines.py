@@ -30,7 +30,7 @@ def ultralytics_predict(args: argparse.Namespace) -> tuple[type, Callable[[Any],
     from vision_factory.detections import Detections
     from vision_factory.image_conversion import image_to_bgr
     from vision_factory.messages import detection_array
-    from vision_factory.models.yolo import load_checkpoint
+    from vision_factory.models.yolo_weights import load_checkpoint
 
     model = load_checkpoint(args.weights)
     names = tuple(model.names[i] for i in sorted(model.names))

@@ -14,12 +14,13 @@ import numpy as np
 
 from vision_factory.backends.session import Session
 from vision_factory.errors import ConfigError
-from vision_factory.models import yolo
+from vision_factory.models import yolo, yolo_weights
 from vision_factory.letterbox import letterbox
 from vision_factory.models.rtmlib_support import ZOO_WEIGHTS, to_blob
 
 # A YOLO .pt checkpoint is exported to ONNX with ultralytics, at this input size.
-CHECKPOINTS, is_checkpoint, exporter_fields = yolo.CHECKPOINTS, yolo.is_checkpoint, yolo.exporter_fields
+CHECKPOINTS, is_checkpoint = yolo_weights.CHECKPOINTS, yolo_weights.is_checkpoint
+exporter_fields = yolo_weights.exporter_fields
 YOLO_IMGSZ = 640
 
 
@@ -27,18 +28,18 @@ def weights_problem(model: str) -> str:
     """'' if `model` can name detector weights: a YOLO checkpoint (file or ultralytics name), an ONNX file or
     an http(s) URL; else why not."""
     if is_checkpoint(Path(model)):
-        return yolo.weights_problem(model)
+        return yolo_weights.weights_problem(model)
     return ZOO_WEIGHTS.weights_problem(model)
 
 
 def resolve_weights(model: str, download_dir: Path) -> Path:
     if is_checkpoint(Path(model)):
-        return yolo.resolve_weights(model, download_dir)
+        return yolo_weights.resolve_weights(model, download_dir)
     return ZOO_WEIGHTS.resolve_weights(model, download_dir)
 
 
 def export_onnx(weights: Path, dst: Path, options: Mapping[str, Any], logger: Any) -> dict[str, str]:
-    return yolo.export_onnx(weights, dst, {"imgsz": YOLO_IMGSZ}, logger)
+    return yolo_weights.export_onnx(weights, dst, {"imgsz": YOLO_IMGSZ}, logger)
 
 
 class YoloxPersons:
