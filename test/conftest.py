@@ -49,7 +49,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """A colcon workspace with vision_factory, the yolo onnx, openvino and cuda packages, the rtmpose onnx
     and openvino ones (with vision_factory_msgs, which the generator writes beside them) and the
     depth_anything onnx and cuda ones, built once."""
-    from vision_factory.workspace import colcon_build, create_workspace, workspace_env
+    from vision_factory.tools.workspace import colcon_build, create_workspace, workspace_env
 
     ws = tmp_path_factory.mktemp("ws")
     create_workspace(ws, [("yolo", "onnx"), ("yolo", "openvino"), ("yolo", "cuda"), ("rtmpose", "onnx"),
@@ -62,6 +62,6 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 @pytest.fixture(scope="session")
 def frames() -> list:
     """The recorded camera frames (sensor_msgs/Image) of the bag."""
-    from vision_factory.bag_replay import read_images
+    from vision_factory.tools.bag_replay import read_images
 
     return read_images(asset(BAG))

@@ -17,12 +17,12 @@ from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image
 
-from vision_factory.bag_replay import ReplayProbe
-from vision_factory.bench.node_probe import discovery_failed
-from vision_factory.image_conversion import image_to_bgr
 from vision_factory.manifest import load_manifest
 from vision_factory.output_kinds import OutputKind
-from vision_factory.workspace import node_command, start_process, stop
+from vision_factory.ros.image_conversion import image_to_bgr
+from vision_factory.tools.bag_replay import ReplayProbe
+from vision_factory.tools.bench.node_probe import discovery_failed
+from vision_factory.tools.workspace import node_command, start_process, stop
 
 _DOMAINS = itertools.count(os.getpid() % 25 * 4)
 DISCOVERY_S = 30.0  # a running node publishes diagnostics every second: by then the probe hears it

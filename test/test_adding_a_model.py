@@ -16,8 +16,8 @@ from node_harness import next_domain  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from vision_msgs.msg import Detection2DArray, LabelInfo  # noqa: E402
 
-from vision_factory.bag_replay import ReplayProbe  # noqa: E402
-from vision_factory.workspace import start_process, stop  # noqa: E402
+from vision_factory.tools.bag_replay import ReplayProbe  # noqa: E402
+from vision_factory.tools.workspace import start_process, stop  # noqa: E402
 
 MANIFEST = """\
 name: brightness

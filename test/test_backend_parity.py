@@ -12,7 +12,7 @@ import pytest
 from conftest import CHECKPOINT, FP32_ONNX, IMAGES, INT8_ONNX, asset
 from reference import from_detections, mismatches, ultralytics_predict
 from vision_factory.manifest import load_manifest
-from vision_factory.runner import build_runner
+from vision_factory.loaded_model import load_model
 
 pytest.importorskip("ultralytics", reason="the reference is ultralytics predict")
 CONF = 0.25
@@ -38,7 +38,7 @@ def runner(weights: Path, backend: str, cache_dir: Path):
     if key not in _RUNNERS:
         values = {"model": str(asset(weights)), "cache_dir": str(cache_dir), "imgsz": 640,
                   "execution_provider": "cpu", "device": DEVICES[backend], "precision": "fp32"}
-        _RUNNERS[key] = build_runner(load_manifest("yolo"), load_manifest("yolo").backend(backend), values, logging.getLogger("parity"))
+        _RUNNERS[key] = load_model(load_manifest("yolo"), load_manifest("yolo").backend(backend), values, logging.getLogger("parity"))
     return _RUNNERS[key]
 
 

@@ -22,7 +22,7 @@ BACKENDS = {"yolo": ["onnx", "openvino", "cuda"], "rtmpose": ["onnx", "openvino"
 # Ten processes, each started twice (warm and empty cache): ~3.5 min here, over 5 when the CPUs are shared.
 @pytest.mark.timeout(900)
 def test_quick_benchmark_measures_every_node_and_every_baseline(workspace, tmp_path) -> None:
-    from vision_factory.bench.compare import QUICK, SUITES, bench_frames, run_suite, write_results
+    from vision_factory.tools.bench.compare import QUICK, SUITES, bench_frames, run_suite, write_results
 
     asset(ASSETS / "models" / "yolox_nano_8xb8-300e_humanart-40f6f0d0.onnx")
     ws, env = workspace

@@ -19,8 +19,8 @@ import torch  # noqa: E402
 
 from vision_factory.errors import ConfigError  # noqa: E402
 from vision_factory.models.transformers_depth import DEPTH_ANYTHING, ZOEDEPTH  # noqa: E402
-from vision_factory.runner import default_runner  # noqa: E402
-from vision_factory.stand_in_models import (depth_anything_checkpoint, mean_channel_depth_model,  # noqa: E402
+from vision_factory.loaded_model import load_default_model  # noqa: E402
+from vision_factory.tools.stand_in_models import (depth_anything_checkpoint, mean_channel_depth_model,  # noqa: E402
                                             zoedepth_checkpoint)
 
 LOG = logging.getLogger("test")
@@ -38,7 +38,7 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
 def depth_runner(model: str, backend: str, weights: Path, cache: Path, **values):
     """What a generated <model>_<backend> node builds for these weights (cuda: on the CPU here)."""
     device = {"device": "cpu"} if backend == "cuda" else {}
-    return default_runner(model, backend, weights, cache, LOG, **device, **values)
+    return load_default_model(model, backend, weights, cache, LOG, **device, **values)
 
 
 def torch_reference(weights: Path, blob: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:

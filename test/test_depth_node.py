@@ -11,9 +11,9 @@ pytest.importorskip("transformers", reason="the depth models load transformers c
 from node_harness import decoded, launched, replay_and_collect, set_parameter  # noqa: E402
 from sensor_msgs.msg import CameraInfo  # noqa: E402
 
-from vision_factory.runner import default_runner  # noqa: E402
-from vision_factory.stand_in_models import depth_anything_checkpoint  # noqa: E402
-from vision_factory.workspace import stop  # noqa: E402
+from vision_factory.loaded_model import load_default_model  # noqa: E402
+from vision_factory.tools.stand_in_models import depth_anything_checkpoint  # noqa: E402
+from vision_factory.tools.workspace import stop  # noqa: E402
 
 NODE = "/depth_anything_onnx"
 
@@ -44,7 +44,7 @@ def test_bag_replay_gives_one_rep118_image_per_frame(workspace, frames, checkpoi
     assert stop(process) == 0
     assert "exporting relative for the onnx backend" in log.read_text()
     assert len(answers) == len(frames) == len(debug) and metric == []
-    runner = default_runner("depth_anything", "onnx", checkpoints["relative"], tmp_path / "cache")
+    runner = load_default_model("depth_anything", "onnx", checkpoints["relative"], tmp_path / "cache")
     for answer, frame in zip(answers, frames):
         header, image = decoded(frame)
         assert (answer.header.stamp, answer.header.frame_id) == (header.stamp, header.frame_id)

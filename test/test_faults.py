@@ -12,7 +12,7 @@ from sensor_msgs.msg import Image
 from conftest import CHECKPOINT, INT8_ONNX, asset
 from node_harness import diagnostics_of, launched, next_domain, replay_and_collect, set_parameter
 from reference import from_message
-from vision_factory.workspace import node_command, start_process
+from vision_factory.tools.workspace import node_command, start_process
 
 
 def test_the_model_file_deleted_or_corrupted_while_running(workspace, frames, tmp_path) -> None:

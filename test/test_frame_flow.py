@@ -8,10 +8,10 @@ from types import SimpleNamespace
 import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
 
-from vision_factory.diagnostics import SILENT_PUBLISHER_HINT, inference_status
 from vision_factory.frame_stats import FrameStats
 from vision_factory.frame_worker import LatestFrameWorker
-from vision_factory.live_runner import RUNNING
+from vision_factory.live_model import RUNNING
+from vision_factory.ros.diagnostics import SILENT_PUBLISHER_HINT, inference_status
 
 
 def test_a_busy_worker_keeps_only_the_newest_frame_and_counts_the_rest() -> None:

@@ -21,7 +21,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from node_harness import (change_state, change_state_async, decoded, diagnostics_of, launched,  # noqa: E402
                           lifecycle_state, next_domain, replay_and_collect, results_of, set_parameter)
 from vision_factory.generator import plan_package  # noqa: E402
-from vision_factory.node import InferenceNode  # noqa: E402
+from vision_factory.ros.node import InferenceNode  # noqa: E402
 
 NODE = "/yolo_onnx"
 INPUT = "/camera/image_raw"

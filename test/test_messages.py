@@ -3,8 +3,8 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from std_msgs.msg import Header
 
-from vision_factory import messages
 from vision_factory.detections import Detections
+from vision_factory.ros import messages
 
 HEADER = Header(stamp=Time(sec=17, nanosec=250), frame_id="camera_optical_frame")
 LABELS = ("person", "bicycle")
@@ -37,7 +37,7 @@ def test_label_info_lists_every_class() -> None:
 
 
 def test_bgr8_image_round_trips() -> None:
-    from vision_factory.image_conversion import image_to_bgr
+    from vision_factory.ros.image_conversion import image_to_bgr
 
     image = np.random.default_rng(0).integers(0, 256, (4, 6, 3), dtype=np.uint8)
     msg = messages.bgr8_image(image, HEADER)

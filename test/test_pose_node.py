@@ -20,11 +20,11 @@ from node_harness import decoded, diagnostics_of, launched, replay_and_collect, 
 from rclpy.serialization import serialize_message  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from vision_factory import messages  # noqa: E402
-from vision_factory.bag_replay import BagMessage  # noqa: E402
-from vision_factory.stand_in_models import (KEYPOINTS, PEAK_X, PEAK_Y, expected_keypoints,  # noqa: E402
+from vision_factory.ros import messages  # noqa: E402
+from vision_factory.tools.bag_replay import BagMessage  # noqa: E402
+from vision_factory.tools.stand_in_models import (KEYPOINTS, PEAK_X, PEAK_Y, expected_keypoints,  # noqa: E402
                                             fixed_boxes_detector, known_answer_pose_model, peak_bins)
-from vision_factory.workspace import stop  # noqa: E402
+from vision_factory.tools.workspace import stop  # noqa: E402
 
 DETECTOR = ASSETS / "models" / "yolox_nano_8xb8-300e_humanart-40f6f0d0.onnx"
 COCO = IMAGES / "coco_mmpose"

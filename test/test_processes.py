@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from vision_factory.workspace import start_process, stop
+from vision_factory.tools.workspace import start_process, stop
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
 
@@ -26,7 +26,7 @@ def gone_soon(pid: int, timeout_s: float = 10.0) -> bool:
 
 
 def parent_that(ends: str) -> subprocess.CompletedProcess:
-    code = (f"import sys, ctypes\nfrom vision_factory.workspace import start_process\n"
+    code = (f"import sys, ctypes\nfrom vision_factory.tools.workspace import start_process\n"
             f"print(start_process({SLEEPER!r}).pid, flush=True)\n{ends}\n")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
 
@@ -53,7 +53,7 @@ def test_stop_ends_what_the_process_started() -> None:
 
 HUNG_SUITE = '''
 import ctypes, sys, pytest
-from vision_factory.workspace import start_process
+from vision_factory.tools.workspace import start_process
 
 @pytest.mark.timeout(3)
 def test_hangs_in_native_code():

@@ -12,7 +12,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from node_harness import decoded, diagnostics_of, launched, replay_and_collect, results_of
-from vision_factory.bag_replay import ReplayProbe
+from vision_factory.tools.bag_replay import ReplayProbe
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 TOPIC = "/camera/image_raw"

@@ -29,7 +29,7 @@ def installed_definitions(package: str) -> dict:
 
 def test_the_demo_records_what_the_node_published(tmp_path: Path) -> None:
     asset(BAG), asset(INT8_ONNX)
-    result = subprocess.run([sys.executable, "-m", "vision_factory.demo", "--workspace", str(tmp_path / "ws"),
+    result = subprocess.run([sys.executable, "-m", "vision_factory.tools.demo", "--workspace", str(tmp_path / "ws"),
                              "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     bag = tmp_path / "out" / "demo_bag"

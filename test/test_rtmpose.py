@@ -31,8 +31,8 @@ from vision_factory.manifest import load_manifest  # noqa: E402
 from vision_factory.models import person_detector, rtmpose  # noqa: E402
 from vision_factory.models.person_detector import YoloPersons, YoloxPersons  # noqa: E402
 from vision_factory.models.rtmpose import PoseEstimator, skeleton_for  # noqa: E402
-from vision_factory.runner import default_runner  # noqa: E402
-from vision_factory.stand_in_models import (KEYPOINTS, PEAK_X, PEAK_Y, expected_keypoints,  # noqa: E402
+from vision_factory.loaded_model import load_default_model  # noqa: E402
+from vision_factory.tools.stand_in_models import (KEYPOINTS, PEAK_X, PEAK_Y, expected_keypoints,  # noqa: E402
                                             fixed_boxes_detector, known_answer_pose_model, peak_bins)
 
 DETECTOR = ASSETS / "models" / "yolox_nano_8xb8-300e_humanart-40f6f0d0.onnx"
@@ -65,7 +65,7 @@ def known_answer(tmp_path_factory) -> tuple[Path, Path, np.ndarray]:
 
 def pose_runner(backend: str, model: Path, detector: Path, cache: Path):
     """What a generated rtmpose_<backend> node builds for these weights (other parameters at defaults)."""
-    return default_runner("rtmpose", backend, model, cache, LOG, detector_model=str(detector))
+    return load_default_model("rtmpose", backend, model, cache, LOG, detector_model=str(detector))
 
 
 def frame_options(runner, **values) -> dict:
@@ -86,7 +86,7 @@ def test_known_answer_keypoints_land_within_one_pixel(known_answer) -> None:
 
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
 def test_the_built_model_detects_then_places_every_keypoint(known_answer, backend, tmp_path) -> None:
-    """Through build_runner, as a node builds it: the detector's boxes (clipped, best first) and, in each,
+    """Through load_model, as a node builds it: the detector's boxes (clipped, best first) and, in each,
     the keypoints where the affine transform of that box puts the peaks."""
     pose, detector, bins = known_answer
     runner = pose_runner(backend, pose, detector, tmp_path)

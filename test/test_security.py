@@ -9,7 +9,7 @@ import pytest
 
 from conftest import CHECKPOINT, asset
 from vision_factory.errors import ConfigError
-from vision_factory.runner import default_runner
+from vision_factory.loaded_model import load_default_model
 
 torch = pytest.importorskip("torch", reason="checkpoints are PyTorch files")
 pytest.importorskip("ultralytics", reason="checkpoints are loaded by ultralytics")
@@ -42,7 +42,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(hostile_checkpoint: tuple[P
                                                        backend: str) -> None:
     weights, marker = hostile_checkpoint
     with pytest.raises(ConfigError, match="refused to load .*hostile.pt.: the file references types outside"):
-        default_runner("yolo", backend, weights, tmp_path / "cache")
+        load_default_model("yolo", backend, weights, tmp_path / "cache")
     assert not marker.exists()
 
 
@@ -52,7 +52,7 @@ def test_a_pickle_named_onnx_is_refused_not_unpickled(tmp_path: Path) -> None:
     weights.write_bytes(pickle.dumps(Payload(marker)))
     for backend in ("onnx", "openvino"):
         with pytest.raises(ConfigError, match="is not a readable ONNX model"):
-            default_runner("yolo", backend, weights, tmp_path / "cache")
+            load_default_model("yolo", backend, weights, tmp_path / "cache")
     assert not marker.exists()
 
 

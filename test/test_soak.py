@@ -3,7 +3,7 @@ memory stays flat after warm-up. `scripts/soak` runs the full 5,000 frames."""
 from __future__ import annotations
 
 from node_harness import next_domain
-from vision_factory.bench.soak import MAX_GROWTH, soak, table, write_outputs
+from vision_factory.tools.bench.soak import MAX_GROWTH, soak, table, write_outputs
 
 FRAMES = 300
 

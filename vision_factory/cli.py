@@ -69,7 +69,7 @@ def _cache(args: argparse.Namespace) -> None:
 
 def _warm(args: argparse.Namespace, cache: ExportCache) -> None:
     """Export exactly what a node with these parameters would load, without opening a session."""
-    from vision_factory.runner import prepare_artifacts
+    from vision_factory.loaded_model import prepare_artifacts
 
     plan = plan_package(args.model, args.backend, weights=args.weights)
     values: dict[str, Any] = plan.defaults()
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
                                                       "baseline (vision-factory bench --help)")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:
-        from vision_factory.bench.compare import main as bench
+        from vision_factory.tools.bench.compare import main as bench
 
         sys.exit(bench(argv[1:]))
     args = parser.parse_args(argv)

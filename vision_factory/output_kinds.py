@@ -2,9 +2,9 @@
 
 An output kind lists its topics (name under the node, message type, latched or not, one doc line) and
 the parameters every node of that kind declares. Everything else is derived from this table: the node's
-publishers (vision_factory.outputs), a generated package's message dependencies and README rows
+publishers (vision_factory.ros.outputs), a generated package's message dependencies and README rows
 (generator), manifest validation, and the topic names the tests, the demo and the benchmark listen to.
-A new output kind is one entry here plus its publisher class in vision_factory.outputs.
+A new output kind is one entry here plus its publisher class in vision_factory.ros.outputs.
 """
 from __future__ import annotations
 

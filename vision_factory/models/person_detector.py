@@ -14,8 +14,8 @@ import numpy as np
 
 from vision_factory.backends.session import Session
 from vision_factory.errors import ConfigError
-from vision_factory.models import yolo, yolo_weights
 from vision_factory.letterbox import letterbox
+from vision_factory.models import yolo, yolo_weights
 from vision_factory.models.rtmlib_support import ZOO_WEIGHTS, to_blob
 
 # A YOLO .pt checkpoint is exported to ONNX with ultralytics, at this input size.

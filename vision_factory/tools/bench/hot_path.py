@@ -1,6 +1,6 @@
 """Where a frame's time goes inside a node, stage by stage, without ROS transport:
 
-    python -m vision_factory.bench.hot_path [--frames 200] [--backend onnx] [--weights PATH] [--profile]
+    python -m vision_factory.tools.bench.hot_path [--frames 200] [--backend onnx] [--weights PATH] [--profile]
 
 decode (sensor_msgs/Image -> BGR array), preprocess (letterbox -> input tensor), inference (the session
 alone), postprocess (decode + NMS), message (Detection2DArray). Prints p50 per stage in ms for a 640x480
@@ -20,9 +20,9 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from vision_factory.bench.node_probe import percentiles_ms
-from vision_factory.runner import default_runner
-from vision_factory.workspace import shared_assets
+from vision_factory.loaded_model import load_default_model
+from vision_factory.tools.bench.node_probe import percentiles_ms
+from vision_factory.tools.workspace import shared_assets
 
 ASSETS = shared_assets()
 SIZES = {"640x480 bgr8": ((640, 480), "bgr8"), "1920x1080 bgr8": ((1920, 1080), "bgr8"),
@@ -31,8 +31,8 @@ SIZES = {"640x480 bgr8": ((640, 480), "bgr8"), "1920x1080 bgr8": ((1920, 1080), 
 
 def stage_times(runner: Any, msg: Any, frames: int) -> dict[str, float | None]:
     """p50 ms of each stage over `frames` runs of one message."""
-    from vision_factory.image_conversion import image_to_bgr
-    from vision_factory.messages import detection_array
+    from vision_factory.ros.image_conversion import image_to_bgr
+    from vision_factory.ros.messages import detection_array
 
     model, options = runner.model, {"confidence_threshold": 0.25, "iou_threshold": 0.7, "classes": None,
                                     "max_detections": 300}
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as cache:
-        runner = default_runner("yolo", args.backend, args.weights, Path(cache))
+        runner = load_default_model("yolo", args.backend, args.weights, Path(cache))
     source = cv2.imread(str(args.image))
     stages = ("decode", "preprocess", "inference", "postprocess", "message", "total")
     print(f"p50 ms per stage, {args.frames} frames, {args.backend} ({runner.session.active}), {args.weights.name}")

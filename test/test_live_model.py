@@ -1,4 +1,4 @@
-"""LiveRunner: background builds, atomic swaps between frames, failures that keep the old session;
+"""LiveModel: background builds, atomic swaps between frames, failures that keep the old session;
 and the diagnostics status it feeds."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from vision_factory.errors import ConfigError
-from vision_factory.live_runner import ERROR, EXPORTING, LOADING, RUNNING, STARTING, LiveRunner
+from vision_factory.live_model import ERROR, EXPORTING, LOADING, RUNNING, STARTING, LiveModel
 
 LOG = logging.getLogger("live")
 
@@ -52,7 +52,7 @@ def wait(condition, timeout=5.0) -> None:
 @pytest.fixture
 def setup():
     builds, notified = Builds(), []
-    live = LiveRunner(builds, lambda: notified.append(1), LOG)
+    live = LiveModel(builds, lambda: notified.append(1), LOG)
     return builds, live, notified
 
 
@@ -136,8 +136,8 @@ def test_a_failed_first_build_is_an_error_state_left_to_the_owner(setup, caplog)
 def test_diagnostics_levels_follow_the_state(setup) -> None:
     from diagnostic_msgs.msg import DiagnosticStatus
 
-    from vision_factory.diagnostics import inference_status
     from vision_factory.frame_stats import FrameStats
+    from vision_factory.ros.diagnostics import inference_status
 
     def status(live):
         return inference_status("yolo_onnx", "onnx", live.state, live, FrameStats().snapshot(), 0, 5.0, 1000.0)
@@ -154,7 +154,7 @@ def test_diagnostics_levels_follow_the_state(setup) -> None:
     wait(lambda: live.builds == 2)
     assert status(live).level == DiagnosticStatus.WARN and "last rebuild failed" in status(live).message
     assert {kv.key: kv.value for kv in status(live).values}["last_error"] == "RuntimeError: out of memory"
-    failed = LiveRunner(builds, lambda: None, LOG)
+    failed = LiveModel(builds, lambda: None, LOG)
     builds.fail.add("missing")
     builds.release("missing")
     failed.request({"model": "missing"})

@@ -19,7 +19,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from std_msgs.msg import Header
 
 from vision_factory.frame_stats import WINDOW_S
-from vision_factory.live_runner import ERROR, RUNNING, LiveRunner
+from vision_factory.live_model import ERROR, RUNNING, LiveModel
 
 TOPIC = "/diagnostics"
 PERIOD_S = 1.0
@@ -59,7 +59,7 @@ class PeriodicPublisher:
                                    throttle_duration_sec=60.0)
 
 
-def inference_status(node_name: str, backend: str, state: str, live: LiveRunner, stats: Mapping[str, Any],
+def inference_status(node_name: str, backend: str, state: str, live: LiveModel, stats: Mapping[str, Any],
                      dropped: int, no_input_s: float, latency_ms: float) -> DiagnosticStatus:
     """The node's one status: its `state` (the live runner's, or a managed node's lifecycle state) and
     active session, rates, latency and the rules above."""

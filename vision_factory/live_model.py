@@ -1,8 +1,8 @@
-"""The runner a node uses, rebuilt in the background when a parameter that shapes it changes.
+"""The loaded model a node serves with, rebuilt in the background when a parameter that shapes it changes.
 
-Frames keep flowing through the current runner while a new one is exported and loaded; the new one
-replaces it in one assignment, so a frame that took `current` finishes on the runner it started with
-and no frame ever sees a half-built one. A failed rebuild leaves the current runner serving.
+Frames keep flowing through the current model while a new one is exported and loaded; the new one
+replaces it in one assignment, so a frame that took `current` finishes on the model it started with
+and no frame ever sees a half-built one. A failed rebuild leaves the current model serving.
 """
 from __future__ import annotations
 
@@ -11,37 +11,37 @@ from typing import Any, Callable, Mapping
 
 from vision_factory.backends.session import BackendError
 from vision_factory.errors import ConfigError
-from vision_factory.runner import Runner
+from vision_factory.loaded_model import LoadedModel
 
 # States reported in diagnostics.
 STARTING, EXPORTING, LOADING, RUNNING, ERROR = "starting", "exporting", "loading", "running", "error"
 
 
-class LiveRunner:
-    """`current` is the serving runner (None until the first build succeeds).
+class LiveModel:
+    """`current` is the serving LoadedModel (None until the first build succeeds).
 
-    build(values, on_export=callable) makes a Runner; notify() is called from the build thread after every
+    build(values, on_export=callable) makes a LoadedModel; notify() is called from the build thread after every
     build, successful or not, so the owner can act on its own thread (e.g. by a guard condition).
     """
 
-    def __init__(self, build: Callable[..., Runner],
+    def __init__(self, build: Callable[..., LoadedModel],
                  notify: Callable[[], None], logger: Any):
         self._build, self._notify, self._logger = build, notify, logger
         self._lock = threading.Lock()
         self._pending: dict[str, Any] | None = None
         self._worker: threading.Thread | None = None
-        self.current: Runner | None = None
+        self.current: LoadedModel | None = None
         self.state = STARTING  # of the node: starting, exporting, loading, running or error
         self.building = ""  # "" or what a build under way is doing: loading or exporting
         self.last_error = ""
         self.builds = 0  # finished builds, successful or not
 
     def request(self, values: Mapping[str, Any]) -> None:
-        """Build a runner for `values` in the background; while one is building, the newest request wins."""
+        """Load a model for `values` in the background; while one is building, the newest request wins."""
         with self._lock:
             self._pending = dict(values)
             if self._worker is None:
-                self._worker = threading.Thread(target=self._work, name="runner-build", daemon=True)
+                self._worker = threading.Thread(target=self._work, name="model-build", daemon=True)
                 self._worker.start()
 
     def busy(self) -> bool:
@@ -61,7 +61,7 @@ class LiveRunner:
             worker.join(timeout=None if stopping is None else 0.1)
 
     def release(self) -> None:
-        """Wait for any build, then drop the serving runner: its session and memory go with the last frame
+        """Wait for any build, then drop the serving model: its session and memory go with the last frame
         that still uses it."""
         self.wait()
         self.current, self.state, self.last_error = None, STARTING, ""
@@ -75,8 +75,8 @@ class LiveRunner:
                     return
             self._set_building(LOADING)
             try:
-                runner = self._build(values, on_export=lambda: self._set_building(EXPORTING))
-            except Exception as e:  # any failure keeps the serving runner; it is reported, not raised
+                loaded = self._build(values, on_export=lambda: self._set_building(EXPORTING))
+            except Exception as e:  # any failure keeps the serving model; it is reported, not raised
                 # Our own errors are written for users; others need their type to make sense.
                 self.last_error = str(e) if isinstance(e, (ConfigError, BackendError)) else f"{type(e).__name__}: {e}"
                 if self.current is None:
@@ -85,7 +85,7 @@ class LiveRunner:
                     self._logger.error(f"rebuilding the model session failed: {self.last_error}; "
                                        f"still serving with the previous session")
             else:
-                self.current, self.state, self.last_error = runner, RUNNING, ""
+                self.current, self.state, self.last_error = loaded, RUNNING, ""
             self.building = ""
             self.builds += 1
             self._notify()

@@ -33,17 +33,19 @@ from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from vision_factory import __version__, diagnostics
-from vision_factory.camera_input import CameraInput
+from vision_factory import __version__
+
 from vision_factory.errors import ConfigError
 from vision_factory.frame_stats import FrameStats
 from vision_factory.frame_worker import LatestFrameWorker
-from vision_factory.image_conversion import ImageDecodeError, compressed_to_bgr, image_to_bgr
-from vision_factory.live_runner import ERROR, RUNNING, LiveRunner
+from vision_factory.live_model import ERROR, RUNNING, LiveModel
 from vision_factory.manifest import load_manifest
-from vision_factory.outputs import OUTPUTS
 from vision_factory.parameters import ParameterSpec, active_weights, node_parameters, parameter_differences
-from vision_factory.runner import Runner, build_runner
+from vision_factory.ros import diagnostics
+from vision_factory.ros.camera_input import CameraInput
+from vision_factory.ros.image_conversion import ImageDecodeError, compressed_to_bgr, image_to_bgr
+from vision_factory.ros.outputs import OUTPUTS
+from vision_factory.loaded_model import LoadedModel, load_model
 
 ERROR_THROTTLE_S = 5.0
 SPIN_PERIOD_S = 0.1  # also the longest a stop signal waits to be noticed
@@ -90,7 +92,7 @@ class InferenceNode(LifecycleNodeMixin, Node):
         self._active = False  # subscribed and publishing
         self._finalized = False  # managed: shut down, for good
         self._reporting = False  # True while the node itself sets its "report" parameters
-        self._announced: Runner | None = None
+        self._announced: LoadedModel | None = None
         self._stats = FrameStats()
         self._last_logged: dict[str, float] = {}  # rejection kind -> when it was last logged
         self._worker = LatestFrameWorker(self._process_frame, name=f"{node_name}-inference")
@@ -99,7 +101,7 @@ class InferenceNode(LifecycleNodeMixin, Node):
         self._diagnostics = self.create_publisher(DiagnosticArray, diagnostics.TOPIC, 10)
         # The build thread only triggers this guard condition; its consequences run on the executor.
         self._runner_changed = self.create_guard_condition(self._on_runner_changed)
-        self._live = LiveRunner(partial(build_runner, self._manifest, self._backend, logger=self.get_logger()),
+        self._live = LiveModel(partial(load_model, self._manifest, self._backend, logger=self.get_logger()),
                                 self._runner_changed.trigger, self.get_logger())
         self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)

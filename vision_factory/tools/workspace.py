@@ -18,7 +18,7 @@ from vision_factory.generator import plan_package, write_package
 
 def source_checkout() -> Path:
     """The vision_factory repository this module runs from (it must be a source checkout)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     if not (root / "package.xml").is_file():
         raise RuntimeError(f"{root} is not a vision_factory source checkout")
     return root

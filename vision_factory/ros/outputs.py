@@ -14,12 +14,12 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
-from vision_factory import messages
 from vision_factory.depth import METRIC, RELATIVE, DepthMap
 from vision_factory.detections import Detections
 from vision_factory.drawing import colour_depth, draw_detections, draw_poses
 from vision_factory.output_kinds import OUTPUT_KINDS
 from vision_factory.poses import Poses, Skeleton
+from vision_factory.ros import messages
 
 RESULT_QOS = QoSProfile(depth=10)
 LATCHED_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -72,7 +72,7 @@ class PoseOutput:
 
     def __init__(self, node: Node):
         # Imported here: vision_factory_msgs exists only where pose packages were generated and built.
-        from vision_factory import pose_messages
+        from vision_factory.ros import pose_messages
 
         self._node, self._messages = node, pose_messages
         self._publishers = create_publishers(node, "poses")

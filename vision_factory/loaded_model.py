@@ -19,7 +19,7 @@ WARMUP_IMAGE_HWC = (480, 640, 3)
 
 
 @dataclass
-class Runner:
+class LoadedModel:
     """A model bound to its backend sessions (one per set of weights the manifest names, the `model`
     parameter's first). Call `model` with a BGR image and the frame options."""
 
@@ -29,7 +29,6 @@ class Runner:
     sessions: dict[str, Any]
     model: Any
     weights: dict[str, str]  # weights parameter -> the value its session was built from
-
 
     @property
     def session(self) -> Any:
@@ -74,8 +73,8 @@ def prepare_artifacts(manifest: Manifest, backend: Backend, values: Mapping[str,
     return artifacts
 
 
-def build_runner(manifest: Manifest, backend: Backend, values: Mapping[str, Any],
-                 logger: Any = logging.getLogger(__name__), on_export: Callable[[], None] | None = None) -> Runner:
+def load_model(manifest: Manifest, backend: Backend, values: Mapping[str, Any],
+                 logger: Any = logging.getLogger(__name__), on_export: Callable[[], None] | None = None) -> LoadedModel:
     """Resolve the weights, export or load the backend's artifacts, open the sessions and build the model.
 
     `values` holds every parameter the node declared (common, backend and manifest ones); `on_export()`
@@ -89,15 +88,15 @@ def build_runner(manifest: Manifest, backend: Backend, values: Mapping[str, Any]
         model_options(manifest, values), logger)
     # Runtimes allocate and prepack on the first inference (0.3-0.5 s here): pay it now, off the frame path.
     model(np.zeros(WARMUP_IMAGE_HWC, np.uint8))
-    return Runner(manifest, backend, artifacts, sessions, model, weights_given(manifest, values))
+    return LoadedModel(manifest, backend, artifacts, sessions, model, weights_given(manifest, values))
 
 
-def default_runner(model: str, backend: str, weights: Path | str, cache_dir: Path,
-                   logger: Any = logging.getLogger(__name__), **overrides: Any) -> Runner:
-    """The runner a freshly generated <model>_<backend> node builds for `weights` and the parameter values
+def load_default_model(model: str, backend: str, weights: Path | str, cache_dir: Path,
+                   logger: Any = logging.getLogger(__name__), **overrides: Any) -> LoadedModel:
+    """The model a freshly generated <model>_<backend> node builds for `weights` and the parameter values
     in `overrides` (every other parameter at its default), exporting into `cache_dir`."""
     manifest = load_manifest(model)
     backend_row = manifest.backend(backend)
     values = {**{p.name: p.default for p in node_parameters(manifest, backend_row)}, **overrides,
               "model": str(weights), "cache_dir": str(cache_dir)}
-    return build_runner(manifest, backend_row, values, logger)
+    return load_model(manifest, backend_row, values, logger)

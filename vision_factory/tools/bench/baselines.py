@@ -1,11 +1,11 @@
 """Baselines for the benchmarks: what users run today, each an rclpy node that calls a library's own
 pipeline on every frame inside its subscription callback. Kept deliberately plain: yardsticks, not products.
 
-    python -m vision_factory.bench.baselines yolo --weights W.pt [--imgsz 640] [--device cpu]
+    python -m vision_factory.tools.bench.baselines yolo --weights W.pt [--imgsz 640] [--device cpu]
         ultralytics YOLO(weights).predict, as yolo_ros and ultralytics_ros do        -> ~/detections
-    python -m vision_factory.bench.baselines pose --detector D.onnx --pose P.onnx
+    python -m vision_factory.tools.bench.baselines pose --detector D.onnx --pose P.onnx
         rtmlib's Body pipeline (its YOLOX, then RTMPose in each box), onnxruntime    -> ~/poses
-    python -m vision_factory.bench.baselines depth --model FOLDER [--device cpu]
+    python -m vision_factory.tools.bench.baselines depth --model FOLDER [--device cpu]
         transformers' depth-estimation pipeline                                      -> ~/inverse_depth_relative
 
 Each subscribes to image_raw with the sensor-data QoS profile and publishes with the input header, in the
@@ -28,9 +28,9 @@ def ultralytics_predict(args: argparse.Namespace) -> tuple[type, Callable[[Any],
     from vision_msgs.msg import Detection2DArray
 
     from vision_factory.detections import Detections
-    from vision_factory.image_conversion import image_to_bgr
-    from vision_factory.messages import detection_array
     from vision_factory.models.yolo_weights import load_checkpoint
+    from vision_factory.ros.image_conversion import image_to_bgr
+    from vision_factory.ros.messages import detection_array
 
     model = load_checkpoint(args.weights)
     names = tuple(model.names[i] for i in sorted(model.names))
@@ -50,10 +50,10 @@ def rtmlib_body(args: argparse.Namespace) -> tuple[type, Callable[[Any], Any]]:
     from rtmlib import Body
     from vision_factory_msgs.msg import KeypointPoseArray
 
-    from vision_factory.image_conversion import image_to_bgr
     from vision_factory.models.rtmpose import skeleton_for
-    from vision_factory.pose_messages import pose_array
     from vision_factory.poses import Poses
+    from vision_factory.ros.image_conversion import image_to_bgr
+    from vision_factory.ros.pose_messages import pose_array
 
     def input_size(path: str) -> tuple[int, int]:  # rtmlib wants the size it would otherwise guess wrong
         height, width = onnxruntime.InferenceSession(path).get_inputs()[0].shape[2:4]
@@ -79,8 +79,8 @@ def transformers_pipeline(args: argparse.Namespace) -> tuple[type, Callable[[Any
     from sensor_msgs.msg import Image
     from transformers import pipeline
 
-    from vision_factory.image_conversion import image_to_bgr
-    from vision_factory.messages import depth_image
+    from vision_factory.ros.image_conversion import image_to_bgr
+    from vision_factory.ros.messages import depth_image
 
     estimate = pipeline("depth-estimation", model=args.model, device=args.device)
 
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    from vision_factory.node import init_until_signalled
+    from vision_factory.ros.node import init_until_signalled
 
     stopping = init_until_signalled(ros_args)
     name, topic = NODES[args.kind]

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from vision_factory.workspace import start_process, stop
+from vision_factory.tools.workspace import start_process, stop
 
 FIRST_ANSWER_PERIOD_S = 0.05  # while waiting for the first answer, a frame every 50 ms
 DISCOVERY_S = 30.0  # by then a running node's diagnostics have been heard, or discovery failed

@@ -1,7 +1,7 @@
 """Raw inference: the backend sessions alone, built as a node builds them, on preprocessed tensors of one
 image.
 
-    python -m vision_factory.bench.raw_session --model yolo --backend onnx --image I --iterations N
+    python -m vision_factory.tools.bench.raw_session --model yolo --backend onnx --image I --iterations N
         --cache-dir D -p model=W [-p NAME=VALUE ...]
 
 Prints one JSON object (active provider/device, p50/p90/p99 ms, frames per second). One iteration runs
@@ -21,10 +21,10 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from vision_factory.bench.node_probe import percentiles_ms
 from vision_factory.generator import plan_package
 from vision_factory.parameters import parse_assignments
-from vision_factory.runner import default_runner
+from vision_factory.loaded_model import load_default_model
+from vision_factory.tools.bench.node_probe import percentiles_ms
 
 
 def _detections(model: Any, image: np.ndarray) -> list[tuple[Any, np.ndarray]]:
@@ -50,7 +50,7 @@ FEEDS: dict[str, Callable[[Any, np.ndarray], list[tuple[Any, np.ndarray]]]] = {
 
 def measure(model: str, backend: str, image_path: Path, iterations: int, cache_dir: Path,
             overrides: dict[str, Any]) -> dict[str, Any]:
-    runner = default_runner(model, backend, overrides.pop("model"), cache_dir, **overrides)
+    runner = load_default_model(model, backend, overrides.pop("model"), cache_dir, **overrides)
     feeds = FEEDS[runner.manifest.output](runner.model, cv2.imread(str(image_path)))
 
     def run_once() -> None:

@@ -40,10 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vision_factory.bench.baselines import NODES
-from vision_factory.bench.node_probe import NodeUnderTest, percentiles_ms
 from vision_factory.manifest import load_manifest
-from vision_factory.workspace import (colcon_build, create_workspace, node_command, shared_assets, source_checkout,
+from vision_factory.tools.bench.baselines import NODES
+from vision_factory.tools.bench.node_probe import NodeUnderTest, percentiles_ms
+from vision_factory.tools.workspace import (colcon_build, create_workspace, node_command, shared_assets, source_checkout,
                                       start_process, stop, workspace_env)
 
 ASSETS = shared_assets()
@@ -71,7 +71,7 @@ class Suite:
 
     model: str
     baseline: str  # its name in the tables
-    baseline_kind: str  # which node of vision_factory.bench.baselines
+    baseline_kind: str  # which node of vision_factory.tools.bench.baselines
     raw_backend: str  # the baseline runs this backend's network and runtime: the same raw figure
     full: Plan
 
@@ -101,7 +101,7 @@ SUITES = {s.model: s for s in (
 
 def suite_weights(model: str, quick: bool, folder: Path, yolo_weights: Path) -> tuple[dict[str, str], list[str]]:
     """The node parameters naming `model`'s benchmark weights, and the baseline's arguments for the same."""
-    from vision_factory.stand_in_models import depth_anything_checkpoint, known_answer_pose_model, peak_bins
+    from vision_factory.tools.stand_in_models import depth_anything_checkpoint, known_answer_pose_model, peak_bins
 
     folder.mkdir(parents=True, exist_ok=True)
     if model == "yolo":
@@ -121,9 +121,9 @@ def bench_frames(bag: Path) -> list[Any]:
     """The bag's frames as 640x480 bgr8 sensor_msgs/Image."""
     import cv2
 
-    from vision_factory.bag_replay import decode, read_images
-    from vision_factory.image_conversion import image_to_bgr
-    from vision_factory.messages import bgr8_image
+    from vision_factory.ros.image_conversion import image_to_bgr
+    from vision_factory.ros.messages import bgr8_image
+    from vision_factory.tools.bag_replay import decode, read_images
 
     return [bgr8_image(cv2.resize(image_to_bgr(msg), FRAME_WH, interpolation=cv2.INTER_AREA), msg.header)
             for msg in decode(read_images(bag))]
@@ -151,7 +151,7 @@ def _torch_has(build: str) -> bool:
 def raw_inference(model: str, backend: str, weights: dict[str, str], env: dict[str, str], image: Path,
                   cache_dir: Path, plan: Plan) -> dict[str, Any]:
     """The backend sessions alone on preprocessed tensors, measured in a process of their own."""
-    command = [sys.executable, "-m", "vision_factory.bench.raw_session", "--model", model, "--backend", backend,
+    command = [sys.executable, "-m", "vision_factory.tools.bench.raw_session", "--model", model, "--backend", backend,
                "--image", str(image), "--iterations", str(plan.raw_iterations), "--cache-dir", str(cache_dir)]
     for name, value in weights.items():
         command += ["-p", f"{name}={value}"]
@@ -199,7 +199,7 @@ def run_suite(suite: Suite, ws: Path, env: dict[str, str], backends: list[str], 
     """Every runnable backend's node of `suite.model` and its baseline."""
     import cv2
 
-    from vision_factory.image_conversion import image_to_bgr
+    from vision_factory.ros.image_conversion import image_to_bgr
 
     plan = suite.plan(quick)
     image = out / "bench_frame.png"  # the raw figures use the first frame the nodes get
@@ -220,7 +220,7 @@ def run_suite(suite: Suite, ws: Path, env: dict[str, str], backends: list[str], 
         with tempfile.TemporaryDirectory() as cache:
             baseline_raw = raw_inference(suite.model, suite.raw_backend, weights, env, image, Path(cache), plan)
     if baseline_raw is not None:
-        command = [sys.executable, "-m", "vision_factory.bench.baselines", *baseline_args,
+        command = [sys.executable, "-m", "vision_factory.tools.bench.baselines", *baseline_args,
                    "--ros-args", "-r", "image_raw:=/camera/image_raw"]
         baseline = measure(suite.baseline, command, suite.baseline_topic, suite.answer_class(), env, frames, domain,
                            plan, out, False)
