@@ -61,9 +61,9 @@ class PeriodicPublisher:
 
 def inference_status(node_name: str, backend: str, state: str, live: LiveModel, stats: Mapping[str, Any],
                      dropped: int, no_input_s: float, latency_ms: float) -> DiagnosticStatus:
-    """The node's one status: its `state` (the live runner's, or a managed node's lifecycle state) and
+    """The node's one status: its `state` (the live model's, or a managed node's lifecycle state) and
     active session, rates, latency and the rules above."""
-    runner = live.current
+    loaded = live.current
     warnings = []
     if live.last_error and state != ERROR:
         warnings.append("last rebuild failed")
@@ -81,7 +81,7 @@ def inference_status(node_name: str, backend: str, state: str, live: LiveModel, 
     if stats["latency_p99_ms"] is not None and stats["latency_p99_ms"] > latency_ms:
         warnings.append(f"p99 latency {stats['latency_p99_ms']:.0f} ms over {latency_ms:.0f} ms")
     message = state
-    if live.building and runner is not None:
+    if live.building and loaded is not None:
         message += f", rebuilding the session ({live.building})"
     if state == ERROR:
         level = DiagnosticStatus.ERROR
@@ -92,9 +92,9 @@ def inference_status(node_name: str, backend: str, state: str, live: LiveModel, 
     values = {
         "state": state,
         "backend": backend,
-        "active": runner.session.active if runner else "",
-        "model": runner.manifest.name if runner else "",
-        **weights_values(runner),
+        "active": loaded.session.active if loaded else "",
+        "model": loaded.manifest.name if loaded else "",
+        **weights_values(loaded),
         "dropped_frames": str(dropped),
         **{key: "" if value is None else str(value) for key, value in stats.items()},
         "last_error": live.last_error,
@@ -103,14 +103,14 @@ def inference_status(node_name: str, backend: str, state: str, live: LiveModel, 
                             hardware_id=backend, values=[KeyValue(key=k, value=v) for k, v in values.items()])
 
 
-def weights_values(runner: Any) -> dict[str, str]:
+def weights_values(loaded: Any) -> dict[str, str]:
     """Which file each set of weights runs from ("weights" for the model parameter's, "<parameter>
     weights" for others) and whether this launch exported any of them."""
-    if runner is None:
+    if loaded is None:
         return {"weights": "", "exported_this_launch": ""}
     values = {"weights" if role == "model" else f"{role} weights": str(artifact.path)
-              for role, artifact in runner.artifacts.items()}
-    values["exported_this_launch"] = str(any(artifact.exported for artifact in runner.artifacts.values()))
+              for role, artifact in loaded.artifacts.items()}
+    values["exported_this_launch"] = str(any(artifact.exported for artifact in loaded.artifacts.values()))
     return values
 
 

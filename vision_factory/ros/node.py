@@ -1,4 +1,4 @@
-"""The rclpy node every generated node subclasses: parameters, live runner, subscription, publication.
+"""The rclpy node every generated node subclasses: parameters, live model, subscription, publication.
 
 A generated node only says which model, backend and parameter specs it has; the behaviour lives here,
 once, and is tested here. The same node runs unmanaged (it loads its model and subscribes at once) or
@@ -100,9 +100,9 @@ class InferenceNode(LifecycleNodeMixin, Node):
         self._output = OUTPUTS[self._manifest.output](self)
         self._diagnostics = self.create_publisher(DiagnosticArray, diagnostics.TOPIC, 10)
         # The build thread only triggers this guard condition; its consequences run on the executor.
-        self._runner_changed = self.create_guard_condition(self._on_runner_changed)
+        self._model_changed = self.create_guard_condition(self._on_model_changed)
         self._live = LiveModel(partial(load_model, self._manifest, self._backend, logger=self.get_logger()),
-                                self._runner_changed.trigger, self.get_logger())
+                                self._model_changed.trigger, self.get_logger())
         self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
 
@@ -151,7 +151,7 @@ class InferenceNode(LifecycleNodeMixin, Node):
             self._loaded = False
             self.get_logger().error(f"configure failed: {self._live.last_error}")
             return TransitionCallbackReturn.FAILURE
-        self._on_runner_changed()
+        self._on_model_changed()
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -216,9 +216,9 @@ class InferenceNode(LifecycleNodeMixin, Node):
                 return SetParametersResult(successful=False,
                                            reason=f"{parameter.name} reports what runs; it cannot be set")
             problem = self._value_problem(parameter.name, parameter.value)
-            runner = self._live.current
-            if not problem and runner is not None and parameter.name in runner.frame_options(self._values):
-                problem = runner.model.option_problem(parameter.name, parameter.value)
+            loaded = self._live.current
+            if not problem and loaded is not None and parameter.name in loaded.frame_options(self._values):
+                problem = loaded.model.option_problem(parameter.name, parameter.value)
             if problem:
                 return SetParametersResult(successful=False, reason=f"{parameter.name}: {problem}")
         return SetParametersResult(successful=True)
@@ -235,32 +235,32 @@ class InferenceNode(LifecycleNodeMixin, Node):
                                    f"frames keep flowing through the current one")
             self._live.request(self._values)
 
-    # --- runner lifecycle (executor thread) --------------------------------------------------------
+    # --- model swaps (executor thread) --------------------------------------------------------
 
-    def _on_runner_changed(self) -> None:
-        runner = self._live.current
-        if runner is None:
+    def _on_model_changed(self) -> None:
+        loaded = self._live.current
+        if loaded is None:
             if self._live.state == ERROR and not self._live.busy() and not self.managed:
                 self.failure = self._live.last_error  # a managed node reports it from configure instead
             return
-        if runner is self._announced:
-            return  # a rebuild failed; the live runner logged it and the old session serves
-        self._announced = runner
-        for name, value in runner.frame_options(self._values).items():
-            problem = runner.model.option_problem(name, value)
+        if loaded is self._announced:
+            return  # a rebuild failed; the live model logged it and the old session serves
+        self._announced = loaded
+        for name, value in loaded.frame_options(self._values).items():
+            problem = loaded.model.option_problem(name, value)
             if problem:
                 self.get_logger().error(f"parameter '{name}' does not suit the new model: {problem}")
-        self._output.configure(self._values, runner.model)
-        reports = [Parameter(self._backend.report_parameter(), value=runner.session.active)]
-        reports += [Parameter(active_weights(name).name, value=str(value)) for name, value in runner.weights.items()]
+        self._output.configure(self._values, loaded.model)
+        reports = [Parameter(self._backend.report_parameter(), value=loaded.session.active)]
+        reports += [Parameter(active_weights(name).name, value=str(value)) for name, value in loaded.weights.items()]
         self._reporting = True
         try:
             self.set_parameters(reports)
         finally:
             self._reporting = False
-        weights = ", ".join(str(artifact.path) for artifact in runner.artifacts.values())
+        weights = ", ".join(str(artifact.path) for artifact in loaded.artifacts.values())
         self.get_logger().info(
-            f"ready: {self._manifest.name} on {self._backend.name} ({runner.session.active}), weights {weights}"
+            f"ready: {self._manifest.name} on {self._backend.name} ({loaded.session.active}), weights {weights}"
             + ("" if self.managed else f", listening on {self._input.topic}"))  # managed: at activate
 
     def _publish_diagnostics(self) -> None:
@@ -283,8 +283,8 @@ class InferenceNode(LifecycleNodeMixin, Node):
         """Inference thread: one frame in, one output out. A bad frame is logged (throttled) and
         dropped; nothing raises out of here, so the node keeps serving."""
         msg, received = item
-        runner, values = self._live.current, self._values  # taken once: a swap lands between frames
-        if runner is None:
+        loaded, values = self._live.current, self._values  # taken once: a swap lands between frames
+        if loaded is None:
             return  # the first session is not ready yet
         try:
             image = self._decode(msg)
@@ -293,7 +293,7 @@ class InferenceNode(LifecycleNodeMixin, Node):
                 raise ImageDecodeError(f"{image.shape[1]}x{image.shape[0]} is {megapixels:.0f} megapixels, over "
                                        f"max_input_megapixels {values['max_input_megapixels']}", "megapixels")
             started = time.monotonic()
-            result = runner.model(image, **runner.frame_options(values))
+            result = loaded.model(image, **loaded.frame_options(values))
             inference_s = time.monotonic() - started
             if not self._active:
                 return  # deactivated while this frame ran
