@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                              "median_s": round(statistics.median(values), 2) if values else None,
                              "min_s": round(min(values), 2) if values else None,
                              "max_s": round(max(values), 2) if values else None})
-    header = f"| backend | weights | cache | runs | median s | min s | max s |\n|---|---|---|---|---|---|---|"
+    header = "| backend | weights | cache | runs | median s | min s | max s |\n|---|---|---|---|---|---|---|"
     table = "\n".join([header] + [f"| {r['backend']} | {r['weights']} | {r['cache']} | {r['runs']} | "
                                   f"{r['median_s']} | {r['min_s']} | {r['max_s']} |" for r in rows])
     print("Process start -> first detection received by another process:")
