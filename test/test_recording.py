@@ -42,8 +42,10 @@ def test_the_demo_records_what_the_node_published(tmp_path: Path) -> None:
         schema = connections[DETECTIONS].msgdef.data
     assert connections[DETECTIONS].msgtype == "vision_msgs/msg/Detection2DArray"
     assert {"/yolo_onnx/label_info", "/yolo_onnx/debug_image", "/diagnostics"} <= set(connections)
-    frames = int(result.stdout.split(" answers to ")[1].split()[0])
-    assert counts[DETECTIONS] == counts["/yolo_onnx/debug_image"] == frames == 5 and counts["/diagnostics"] >= 1
+    # The bag replays at its recorded rate: a busy machine may answer fewer frames; each answer is recorded.
+    answers, frames = (int(n) for n in result.stdout.split(" frames;")[0].split()[-4::3])
+    assert frames == 5 and 1 <= answers <= frames
+    assert counts[DETECTIONS] == counts["/yolo_onnx/debug_image"] == answers and counts["/diagnostics"] >= 1
     assert any(d.results[0].hypothesis.class_id == "person" for array in detections for d in array.detections)
     # The embedded definition, parsed as a reader does, lays every vision_msgs type out as vision_msgs does.
     embedded = get_types_from_msg(schema, "vision_msgs/msg/Detection2DArray")

@@ -89,7 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[demo] annotated last frame: {image_path}")
     print(f"[demo] recorded the node's outputs to {record} (MCAP; Foxglove Studio or `ros2 bag play` open it)")
     print(f"[demo] {len(answers)} answers to {len(frames)} frames; node exited with {code}")
-    return 0 if len(answers) == len(frames) and code == 0 else 1
+    if len(answers) < len(frames):
+        # As with `ros2 bag play`, frames come at the recorded rate whatever the machine's speed.
+        print("[demo] the node serves the newest frame and skips frames it cannot keep up with: a slow or busy "
+              "machine answers fewer")
+    return 0 if answers and code == 0 else 1
 
 
 if __name__ == "__main__":
