@@ -11,8 +11,8 @@ import pytest
 
 from conftest import CHECKPOINT, FP32_ONNX, IMAGES, INT8_ONNX, asset
 from reference import from_detections, mismatches, ultralytics_predict
-from vision_factory.manifest import load_manifest
 from vision_factory.loaded_model import load_model
+from vision_factory.manifest import load_manifest
 
 pytest.importorskip("ultralytics", reason="the reference is ultralytics predict")
 CONF = 0.25

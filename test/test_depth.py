@@ -18,8 +18,8 @@ pytest.importorskip("torch")
 import torch  # noqa: E402
 
 from vision_factory.errors import ConfigError  # noqa: E402
-from vision_factory.models.transformers_depth import DEPTH_ANYTHING, ZOEDEPTH  # noqa: E402
 from vision_factory.loaded_model import load_default_model  # noqa: E402
+from vision_factory.models.transformers_depth import DEPTH_ANYTHING, ZOEDEPTH  # noqa: E402
 from vision_factory.tools.stand_in_models import (depth_anything_checkpoint, mean_channel_depth_model,  # noqa: E402
                                             zoedepth_checkpoint)
 

@@ -27,11 +27,11 @@ from vision_factory.backends.onnxruntime_session import OnnxRuntimeSession  # no
 from vision_factory.backends.openvino_session import OpenVinoSession, convert_onnx  # noqa: E402
 from vision_factory.errors import ConfigError  # noqa: E402
 from vision_factory.generator import plan_package  # noqa: E402
+from vision_factory.loaded_model import load_default_model  # noqa: E402
 from vision_factory.manifest import load_manifest  # noqa: E402
 from vision_factory.models import person_detector, rtmpose  # noqa: E402
 from vision_factory.models.person_detector import YoloPersons, YoloxPersons  # noqa: E402
 from vision_factory.models.rtmpose import PoseEstimator, skeleton_for  # noqa: E402
-from vision_factory.loaded_model import load_default_model  # noqa: E402
 from vision_factory.tools.stand_in_models import (KEYPOINTS, PEAK_X, PEAK_Y, expected_keypoints,  # noqa: E402
                                             fixed_boxes_detector, known_answer_pose_model, peak_bins)
 

@@ -34,18 +34,17 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from vision_factory import __version__
-
 from vision_factory.errors import ConfigError
 from vision_factory.frame_stats import FrameStats
 from vision_factory.frame_worker import LatestFrameWorker
 from vision_factory.live_model import ERROR, RUNNING, LiveModel
+from vision_factory.loaded_model import LoadedModel, load_model
 from vision_factory.manifest import load_manifest
 from vision_factory.parameters import ParameterSpec, active_weights, node_parameters, parameter_differences
 from vision_factory.ros import diagnostics
 from vision_factory.ros.camera_input import CameraInput
 from vision_factory.ros.image_conversion import ImageDecodeError, compressed_to_bgr, image_to_bgr
 from vision_factory.ros.outputs import OUTPUTS
-from vision_factory.loaded_model import LoadedModel, load_model
 
 ERROR_THROTTLE_S = 5.0
 SPIN_PERIOD_S = 0.1  # also the longest a stop signal waits to be noticed

@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 
 from vision_factory.generator import plan_package
-from vision_factory.parameters import parse_assignments
 from vision_factory.loaded_model import load_default_model
+from vision_factory.parameters import parse_assignments
 from vision_factory.tools.bench.node_probe import percentiles_ms
 
 
