@@ -44,3 +44,26 @@ def test_publishers_follow_the_output_kind_table_in_a_namespace(model: str) -> N
             node.destroy_node()
     finally:
         rclpy.try_shutdown(context=context)
+
+
+def test_a_publishers_qos_can_be_overridden_at_launch() -> None:
+    """What the README shows: -p qos_overrides./yolo_onnx/detections.publisher.reliability:=best_effort."""
+    from rclpy.parameter import Parameter
+    from rclpy.qos import ReliabilityPolicy
+
+    manifest = load_manifest("yolo")
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=next_domain())
+    try:
+        override = Parameter("qos_overrides./yolo_onnx/detections.publisher.reliability", value="best_effort")
+        node = InferenceNode("yolo_onnx", "yolo", "onnx", node_parameters(manifest, manifest.backend("onnx")),
+                             managed=True, context=context, parameter_overrides=[override])
+        try:
+            detections, = node.get_publishers_info_by_topic("/yolo_onnx/detections")
+            labels, = node.get_publishers_info_by_topic("/yolo_onnx/label_info")
+            assert detections.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+            assert labels.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
