@@ -38,7 +38,8 @@ def runner(weights: Path, backend: str, cache_dir: Path):
     if key not in _RUNNERS:
         values = {"model": str(asset(weights)), "cache_dir": str(cache_dir), "imgsz": 640,
                   "execution_provider": "cpu", "device": DEVICES[backend], "precision": "fp32"}
-        _RUNNERS[key] = load_model(load_manifest("yolo"), load_manifest("yolo").backend(backend), values, logging.getLogger("parity"))
+        manifest = load_manifest("yolo")
+        _RUNNERS[key] = load_model(manifest, manifest.backend(backend), values, logging.getLogger("parity"))
     return _RUNNERS[key]
 
 

@@ -16,11 +16,13 @@ class Letterbox:
 
     resized_wh: size of the resized image inside the canvas, (width, height).
     pad_xy: left and top padding in pixels.
+    ratio: the resize factor before rounding (mmdet / rtmlib map boxes back by dividing by it).
     """
 
     source_hw: tuple[int, int]
     resized_wh: tuple[int, int]
     pad_xy: tuple[int, int]
+    ratio: float
 
     def boxes_to_source(self, boxes_xyxy: np.ndarray) -> np.ndarray:
         """Map boxes (N, 4) x1, y1, x2, y2 from model-input pixels to source pixels, clipped to the image."""
@@ -57,4 +59,4 @@ def letterbox(image: np.ndarray, size_hw: tuple[int, int], pad_value: int = 114,
     bottom, right = pad_h - top, pad_w - left
     canvas = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT,
                                 value=(pad_value,) * 3)
-    return canvas, Letterbox((height, width), (new_w, new_h), (left, top))
+    return canvas, Letterbox((height, width), (new_w, new_h), (left, top), ratio)

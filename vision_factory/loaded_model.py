@@ -74,7 +74,8 @@ def prepare_artifacts(manifest: Manifest, backend: Backend, values: Mapping[str,
 
 
 def load_model(manifest: Manifest, backend: Backend, values: Mapping[str, Any],
-                 logger: Any = logging.getLogger(__name__), on_export: Callable[[], None] | None = None) -> LoadedModel:
+               logger: Any = logging.getLogger(__name__),
+               on_export: Callable[[], None] | None = None) -> LoadedModel:
     """Resolve the weights, export or load the backend's artifacts, open the sessions and build the model.
 
     `values` holds every parameter the node declared (common, backend and manifest ones); `on_export()`
@@ -92,7 +93,7 @@ def load_model(manifest: Manifest, backend: Backend, values: Mapping[str, Any],
 
 
 def load_default_model(model: str, backend: str, weights: Path | str, cache_dir: Path,
-                   logger: Any = logging.getLogger(__name__), **overrides: Any) -> LoadedModel:
+                       logger: Any = logging.getLogger(__name__), **overrides: Any) -> LoadedModel:
     """The model a freshly generated <model>_<backend> node builds for `weights` and the parameter values
     in `overrides` (every other parameter at its default), exporting into `cache_dir`."""
     manifest = load_manifest(model)

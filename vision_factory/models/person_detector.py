@@ -53,9 +53,8 @@ class YoloxPersons:
 
     def preprocess(self, image_bgr: np.ndarray) -> tuple[np.ndarray, float]:
         """The (1, 3, H, W) input tensor, and the resize ratio that maps its boxes back (divide by it)."""
-        padded, _ = letterbox(image_bgr, self.input_hw, center=False, truncate=True)
-        height, width = image_bgr.shape[:2]
-        return to_blob(padded), min(self.input_hw[0] / height, self.input_hw[1] / width)
+        padded, placement = letterbox(image_bgr, self.input_hw, center=False, truncate=True)
+        return to_blob(padded), placement.ratio
 
     def __call__(self, image_bgr: np.ndarray, score_threshold: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
         """Boxes (N, 4) x1, y1, x2, y2 in source pixels, clipped to the image, and their scores, best first."""

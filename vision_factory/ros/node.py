@@ -101,7 +101,7 @@ class InferenceNode(LifecycleNodeMixin, Node):
         # The build thread only triggers this guard condition; its consequences run on the executor.
         self._model_changed = self.create_guard_condition(self._on_model_changed)
         self._live = LiveModel(partial(load_model, self._manifest, self._backend, logger=self.get_logger()),
-                                self._model_changed.trigger, self.get_logger())
+                               self._model_changed.trigger, self.get_logger())
         self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
 

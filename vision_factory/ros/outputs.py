@@ -64,7 +64,6 @@ class DetectionOutput:
             self._publishers["debug_image"].publish(messages.bgr8_image(draw_detections(image_bgr, result), header))
 
 
-
 class PoseOutput:
     """~/poses (vision_factory_msgs/KeypointPoseArray, every processed frame, also when empty),
     ~/skeleton (vision_factory_msgs/KeypointSkeleton, latched; republished when the model's changes) and
