@@ -15,6 +15,7 @@ from vision_factory.backends import BACKENDS, ONNXRUNTIME_GPU_BACKENDS
 from vision_factory.errors import ConfigError
 from vision_factory.export_cache import ExportCache
 from vision_factory.generator import plan_package, supported_pairs, write_package
+from vision_factory.loaded_model import DEFAULT_FRAME_HW, prepare_artifacts
 from vision_factory.manifest import load_manifest
 from vision_factory.parameters import parse_assignments
 
@@ -69,8 +70,6 @@ def _cache(args: argparse.Namespace) -> None:
 
 def _warm(args: argparse.Namespace, cache: ExportCache) -> None:
     """Export exactly what a node with these parameters would load, without opening a session."""
-    from vision_factory.loaded_model import prepare_artifacts
-
     plan = plan_package(args.model, args.backend, weights=args.weights)
     values: dict[str, Any] = plan.defaults()
     values.update(parse_assignments(args.param, values))
@@ -80,9 +79,22 @@ def _warm(args: argparse.Namespace, cache: ExportCache) -> None:
             raise ConfigError(f"parameter '{spec.name}': {problem}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     values["cache_dir"] = str(cache.root)
-    artifacts = prepare_artifacts(plan.manifest, plan.backend, values, logging.getLogger("vision-factory"))
+    width, height = args.frame_size
+    artifacts = prepare_artifacts(plan.manifest, plan.backend, values, logging.getLogger("vision-factory"),
+                                  frame_hw=(height, width))
     for role, artifact in artifacts.items():
         print(f"{role}: {'exported' if artifact.exported else 'already cached'}: {artifact.path}")
+
+
+def frame_size(text: str) -> tuple[int, int]:
+    """'WIDTHxHEIGHT' -> (width, height)."""
+    try:
+        width, height = (int(side) for side in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not WIDTHxHEIGHT (e.g. 1280x720)") from None
+    if width < 1 or height < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' has no pixels")
+    return width, height
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -103,6 +115,9 @@ def main(argv: list[str] | None = None) -> None:
     cache.add_argument("--weights", help="warm: weights path (default: the model's default weights name)")
     cache.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                        help="warm: a node parameter, as the node will have it (e.g. -p imgsz=320)")
+    cache.add_argument("--frame-size", type=frame_size, default="{}x{}".format(*DEFAULT_FRAME_HW[::-1]), metavar="WIDTHxHEIGHT",
+                       help="warm: the camera's frame size, for models sized by it (depth at input size 0; "
+                            "default %(default)s)")
     # Listed here for --help; its own parser takes its options (argparse's REMAINDER would refuse them).
     commands.add_parser("bench", add_help=False, help="benchmark every runnable node against each model's "
                                                       "baseline (vision-factory bench --help)")

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -15,7 +16,9 @@ from vision_factory.manifest import Manifest, load_manifest
 from vision_factory.parameters import node_parameters
 
 
-WARMUP_IMAGE_HWC = (480, 640, 3)
+# The frame size a model is prepared for until frames say otherwise (what matters to models whose input size
+# follows the camera's, e.g. depth at input size 0).
+DEFAULT_FRAME_HW = (480, 640)
 
 
 @dataclass
@@ -29,6 +32,10 @@ class LoadedModel:
     sessions: dict[str, Any]
     model: Any
     weights: dict[str, str]  # weights parameter -> the value its session was built from
+    frame_hw: tuple[int, int]  # the frame size it was prepared for
+    export_options: dict[str, dict[str, Any]]  # per weights parameter: the options its artifact was made with
+    sizing: Callable[[tuple[int, int]], dict[str, dict[str, Any]]]  # frame size -> export_options for it
+    _suits: dict[tuple[int, int], bool] = field(default_factory=dict, repr=False)
 
     @property
     def session(self) -> Any:
@@ -39,6 +46,13 @@ class LoadedModel:
     def artifact(self) -> Artifact:
         """The artifact of the `model` weights."""
         return self.artifacts["model"]
+
+    def suits(self, frame_hw: tuple[int, int]) -> bool:
+        """Whether frames of this size run on this model as it should see them: False when its input size
+        follows the camera's and frames of this size need another export."""
+        if frame_hw not in self._suits:  # frame sizes are few: each is worked out once
+            self._suits[frame_hw] = frame_hw == self.frame_hw or self.sizing(frame_hw) == self.export_options
+        return self._suits[frame_hw]
 
     def frame_options(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """The manifest parameters the model reads every frame, taken from `values`."""
@@ -56,48 +70,75 @@ def weights_given(manifest: Manifest, values: Mapping[str, Any]) -> dict[str, st
     return {w.parameter: values.get(w.parameter) or w.default for w in manifest.weights}
 
 
-def prepare_artifacts(manifest: Manifest, backend: Backend, values: Mapping[str, Any], logger: Any,
-                      on_export: Callable[[], None] | None = None) -> dict[str, Artifact]:
-    """Per weights parameter of the manifest: resolve the weights it names, then load or export the
-    backend's artifact of them through the cache."""
-    cache = ExportCache(values.get("cache_dir") or None)
-    options, backend_options = model_options(manifest, values), backend.options(values)
-    artifacts, given = {}, weights_given(manifest, values)
+def resolve_weights(manifest: Manifest, values: Mapping[str, Any]) -> dict[str, Path]:
+    """Per weights parameter: the file or folder the value names (downloaded into the cache if need be)."""
+    root, given = ExportCache(values.get("cache_dir") or None).root, weights_given(manifest, values)
+    return {w.parameter: Path(w.load_module().resolve_weights(given[w.parameter], root / "weights"))
+            for w in manifest.weights}
+
+
+def export_options(manifest: Manifest, values: Mapping[str, Any], paths: Mapping[str, Path],
+                   frame_hw: tuple[int, int]) -> dict[str, dict[str, Any]]:
+    """Per weights parameter: the options its artifact is made with for frames of frame_hw. The same for
+    every frame size unless its weights module sizes the network by the camera (options_for_frame)."""
+    options = model_options(manifest, values)
+    result = {}
     for weights in manifest.weights:
-        module = weights.load_module()
-        path = module.resolve_weights(given[weights.parameter], cache.root / "weights")
+        sized = getattr(weights.load_module(), "options_for_frame", None)
+        result[weights.parameter] = sized(paths[weights.parameter], options, frame_hw) if sized else dict(options)
+    return result
+
+
+def prepare_artifacts(manifest: Manifest, backend: Backend, values: Mapping[str, Any], logger: Any,
+                      on_export: Callable[[], None] | None = None, frame_hw: tuple[int, int] = DEFAULT_FRAME_HW,
+                      paths: Mapping[str, Path] | None = None) -> dict[str, Artifact]:
+    """Per weights parameter of the manifest: resolve the weights it names (unless `paths` gives them),
+    then load or export the backend's artifact of them for frames of frame_hw through the cache."""
+    cache = ExportCache(values.get("cache_dir") or None)
+    paths = paths or resolve_weights(manifest, values)
+    options, backend_options = export_options(manifest, values, paths, frame_hw), backend.options(values)
+    artifacts = {}
+    for weights in manifest.weights:
+        role = weights.parameter
         # The cache key names the model, and which of its weights when it has several.
-        name = manifest.name if weights.parameter == "model" else f"{manifest.name}.{weights.parameter}"
-        artifacts[weights.parameter] = prepare_artifact(module, name, backend, Path(path), options, backend_options,
-                                                        cache, logger, on_export)
+        name = manifest.name if role == "model" else f"{manifest.name}.{role}"
+        artifacts[role] = prepare_artifact(weights.load_module(), name, backend, paths[role], options[role],
+                                           backend_options, cache, logger, on_export)
     return artifacts
 
 
 def load_model(manifest: Manifest, backend: Backend, values: Mapping[str, Any],
                logger: Any = logging.getLogger(__name__),
-               on_export: Callable[[], None] | None = None) -> LoadedModel:
+               on_export: Callable[[], None] | None = None,
+               frame_hw: tuple[int, int] | None = None) -> LoadedModel:
     """Resolve the weights, export or load the backend's artifacts, open the sessions and build the model.
 
     `values` holds every parameter the node declared (common, backend and manifest ones); `on_export()`
-    is called if an export into the cache starts.
+    is called if an export into the cache starts. The model is prepared for frames of frame_hw (None: not
+    known yet, DEFAULT_FRAME_HW).
     """
-    artifacts = prepare_artifacts(manifest, backend, values, logger, on_export)
+    frame_hw = tuple(frame_hw or DEFAULT_FRAME_HW)
+    paths = resolve_weights(manifest, values)
+    artifacts = prepare_artifacts(manifest, backend, values, logger, on_export, frame_hw, paths)
     backend_options = backend.options(values)
     sessions = {role: backend.open(artifact, backend_options, logger) for role, artifact in artifacts.items()}
+    sizing = partial(export_options, manifest, dict(values), paths)
+    options = sizing(frame_hw)
     model = manifest.load_module().build_model(
-        sessions, {role: artifact.metadata for role, artifact in artifacts.items()},
-        model_options(manifest, values), logger)
+        sessions, {role: artifact.metadata for role, artifact in artifacts.items()}, options["model"], logger)
     # Runtimes allocate and prepack on the first inference (0.3-0.5 s here): pay it now, off the frame path.
-    model(np.zeros(WARMUP_IMAGE_HWC, np.uint8))
-    return LoadedModel(manifest, backend, artifacts, sessions, model, weights_given(manifest, values))
+    model(np.zeros((*frame_hw, 3), np.uint8))
+    return LoadedModel(manifest, backend, artifacts, sessions, model, weights_given(manifest, values), frame_hw,
+                       options, sizing)
 
 
 def load_default_model(model: str, backend: str, weights: Path | str, cache_dir: Path,
-                       logger: Any = logging.getLogger(__name__), **overrides: Any) -> LoadedModel:
-    """The model a freshly generated <model>_<backend> node builds for `weights` and the parameter values
-    in `overrides` (every other parameter at its default), exporting into `cache_dir`."""
+                       logger: Any = logging.getLogger(__name__), frame_hw: tuple[int, int] | None = None,
+                       **overrides: Any) -> LoadedModel:
+    """The model a freshly generated <model>_<backend> node builds for `weights`, frames of frame_hw and
+    the parameter values in `overrides` (every other parameter at its default), exporting into `cache_dir`."""
     manifest = load_manifest(model)
     backend_row = manifest.backend(backend)
     values = {**{p.name: p.default for p in node_parameters(manifest, backend_row)}, **overrides,
               "model": str(weights), "cache_dir": str(cache_dir)}
-    return load_model(manifest, backend_row, values, logger)
+    return load_model(manifest, backend_row, values, logger, frame_hw=frame_hw)

@@ -3,7 +3,8 @@
 A manifest names a model module and, per set of weights it loads, a weights module (the model module itself
 for the `model` weights); either may be `module:object`, an object in a module that implements the contract
 (one module serving several similar families, as transformers_depth does). A weights module is a
-WeightsHandler; the model module also has `build_model` (a ModelFamily), which makes a FrameModel.
+WeightsHandler (and may be SizedByFrame); the model module also has `build_model` (a ModelFamily), which
+makes a FrameModel.
 
 `options` are the manifest's parameters that are not read per frame (they shape an export or a session);
 `frame_options` the others, passed to the frame model as keyword arguments.
@@ -42,6 +43,16 @@ class WeightsHandler(Protocol):
     def load_torch(self, weights: Path, options: Mapping[str, Any]) -> tuple[Any, dict[str, str]]:
         """(nn.Module, metadata), its forward returning the ONNX export's raw outputs; only for models whose
         cuda / rocm backends run PyTorch."""
+
+
+class SizedByFrame(Protocol):
+    """Optional on a WeightsHandler whose network input size follows the camera's (the depth models at input
+    size 0): one export per frame size. The runtime prepares a model for the frames' size and rebuilds it
+    when frames of a size needing other options arrive (loaded_model.LoadedModel.suits)."""
+
+    def options_for_frame(self, weights: Path, options: Mapping[str, Any],
+                          frame_hw: tuple[int, int]) -> dict[str, Any]:
+        """`options` as an export for frames of frame_hw (height, width) needs them."""
 
 
 class FrameModel(Protocol):

@@ -4,11 +4,12 @@ model contract (vision_factory.models), one object per family, named by the mani
 
 Weights are a transformers model folder (save_pretrained) or a Hugging Face model id, downloaded once into
 the cache. Checkpoints that need code from their repository load only when the node's trust_remote_code
-parameter allows it. The network runs at a fixed input size (input_width x input_height, multiples of the
-backbone's patch size): frames are resized to it and the prediction is resized back to the frame, so
-output pixel (u, v) is input pixel (u, v). Preprocessing is the family's image processor's (resize,
-rescale to [0, 1], normalise) in numpy: the onnx and openvino nodes need neither torch nor
-transformers once the export is cached.
+parameter allows it. Each export has a fixed input size: by default the size the checkpoint's image
+processor gives the camera's frames (input_width and input_height 0, resolved per frame size by
+options_for_frame, one cached export per size), else the size set. Pre- and post-processing are the image
+processor's (depth_processing), so output pixel (u, v) is input pixel (u, v) and the depth map is the
+depth-estimation pipeline's; the onnx and openvino nodes need neither torch nor transformers once the
+export is cached.
 """
 from __future__ import annotations
 
@@ -19,12 +20,13 @@ from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any, Mapping
 
-import cv2
 import numpy as np
+from PIL import Image
 
 from vision_factory.backends.session import Session
 from vision_factory.depth import METRIC, RELATIVE, DepthMap
 from vision_factory.errors import ConfigError
+from vision_factory.models.depth_processing import ImageProcessing
 
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 OPSET = 17
@@ -44,11 +46,11 @@ def _transformers() -> Any:
 @dataclass(frozen=True)
 class DepthFamily:
     """One transformers depth architecture: the config.model_type of its checkpoints, whether they predict
-    metric depth or relative inverse depth, and its image processor's normalisation."""
+    metric depth or relative inverse depth, and its image processor's settings where a checkpoint (or an
+    .onnx file exported elsewhere) does not say."""
 
     model_type: str
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    processing: ImageProcessing  # the published checkpoints' preprocessor_config.json
     always_metric: bool = False  # ZoeDepth; Depth Anything says so in config.depth_estimation_type
 
     CHECKPOINTS = "a transformers model folder (save_pretrained)"
@@ -79,6 +81,15 @@ class DepthFamily:
         except Exception as e:  # offline mode, network, unknown repository: huggingface_hub has many types
             raise ConfigError(f"model '{model}' could not be downloaded from the Hugging Face Hub: "
                               f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+
+    def options_for_frame(self, weights: Path, options: Mapping[str, Any],
+                          frame_hw: tuple[int, int]) -> dict[str, Any]:
+        """`options` with the input size the checkpoint's processor gives frames of this size, when the
+        options leave it to the camera (0); an .onnx file's input size is its own."""
+        if weights.suffix == ".onnx" or input_size(options) is not None:
+            return dict(options)
+        height, width = self.processing.read(weights).network_size(frame_hw)
+        return {**options, "input_height": height, "input_width": width}
 
     def exporter_fields(self) -> dict[str, str]:
         """Versions an export depends on, from package metadata (a warm start imports neither)."""
@@ -116,7 +127,8 @@ class DepthFamily:
                 return self.network(pixel_values=pixel_values).predicted_depth
 
         metric = self.always_metric or getattr(config, "depth_estimation_type", RELATIVE) == METRIC
-        return PredictedDepth(), {"depth_kind": METRIC if metric else RELATIVE, "model_type": config.model_type}
+        return PredictedDepth(), {"depth_kind": METRIC if metric else RELATIVE, "model_type": config.model_type,
+                                  "image_processing": self.processing.read(weights).to_json()}
 
     def export_onnx(self, weights: Path, dst: Path, options: Mapping[str, Any], logger: Any) -> dict[str, str]:
         """A fixed-size ONNX file (1, 3, input_height, input_width) -> (1, input_height, input_width), with
@@ -141,51 +153,50 @@ class DepthFamily:
 
 
 class DepthEstimator:
-    """Resize to the network's input, normalise, run, resize the prediction back to the frame."""
+    """Preprocess as the checkpoint's image processor does, run, bring the prediction back to the frame."""
 
     labels: tuple[str, ...] = ()
 
     def __init__(self, session: Session, metadata: Mapping[str, str], family: DepthFamily,
                  options: Mapping[str, Any], logger: Any = logging.getLogger(__name__)):
         self.session = session
-        requested = (int(options["input_height"]), int(options["input_width"]))
+        self.processing = (ImageProcessing.from_json(metadata["image_processing"]) if "image_processing" in metadata
+                           else family.processing)
+        requested = input_size(options)
         height, width = session.input_shape[2:4]
-        if height > 0 and width > 0 and (height, width) != requested:
+        if height > 0 and width > 0 and requested not in (None, (height, width)):
             logger.info(f"the model's input is fixed at {width}x{height}; input_width x input_height "
                         f"{requested[1]}x{requested[0]} does not apply")
+        # None: sized per frame as the processor would (a model that takes any size, no size requested)
         self.input_hw = (height, width) if height > 0 and width > 0 else requested
         if "depth_kind" not in metadata:
             logger.warning("the model does not say whether it predicts metric depth: published as relative")
         self.kind = metadata.get("depth_kind", RELATIVE)
-        self._scale = (1.0 / (255.0 * np.array(family.std))).astype(np.float32)
-        self._offset = (-np.array(family.mean) / np.array(family.std)).astype(np.float32)
 
     def preprocess(self, image_bgr: np.ndarray) -> np.ndarray:
-        """BGR (H, W, 3) uint8 -> (1, 3, h, w) float32 RGB, resized, rescaled and normalised."""
-        height, width = self.input_hw
-        # The processors resize with PIL's bicubic, which antialiases when shrinking: OpenCV's area
-        # resampling is the close match there (1.6 grey levels mean difference on bus.jpg, plain bicubic
-        # 5.6), its bicubic when enlarging (0.8).
-        shrinking = height <= image_bgr.shape[0] and width <= image_bgr.shape[1]
-        resized = cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
-        rgb = resized[:, :, ::-1].astype(np.float32) * self._scale + self._offset
-        return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
+        """BGR (H, W, 3) uint8 -> the network's (1, 3, h, w) float32 input."""
+        return self.processing.preprocess(image_bgr, self.input_hw or self.processing.network_size(image_bgr.shape[:2]))
 
     def __call__(self, image_bgr: np.ndarray) -> DepthMap:
         prediction = self.session.run({self.session.input_name: self.preprocess(image_bgr)})[0]
         prediction = prediction.reshape(prediction.shape[-2:])
         if not np.isfinite(prediction).all():
             raise ValueError("the model output contains NaN or Inf (a broken export or a numeric overflow)")
-        # Bilinear, not bicubic: it cannot overshoot, so depth stays within the range the model predicted.
-        height, width = image_bgr.shape[:2]
-        values = cv2.resize(prediction.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-        return DepthMap(values, self.kind)
+        return DepthMap(self.processing.postprocess(prediction, image_bgr.shape[:2]), self.kind)
 
     def option_problem(self, name: str, value: Any) -> str:
         return ""
 
 
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+def input_size(options: Mapping[str, Any]) -> tuple[int, int] | None:
+    """The network input (height, width) the options ask for; None for "as the processor sizes the frame"."""
+    height, width = int(options["input_height"]), int(options["input_width"])
+    return (height, width) if height and width else None
+
+
 # Depth Anything v1 and v2 share the architecture (DepthAnythingForDepthEstimation) and processor.
-DEPTH_ANYTHING = DepthFamily("depth_anything", IMAGENET_MEAN, IMAGENET_STD)
-ZOEDEPTH = DepthFamily("zoedepth", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), always_metric=True)
+DEPTH_ANYTHING = DepthFamily("depth_anything", ImageProcessing(
+    size_hw=(518, 518), keep_aspect_ratio=True, multiple=14, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)))
+ZOEDEPTH = DepthFamily("zoedepth", ImageProcessing(
+    size_hw=(384, 512), keep_aspect_ratio=True, multiple=32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+    resample=Image.Resampling.BILINEAR, reflection_padding=True, corner_aligned=True), always_metric=True)

@@ -136,7 +136,9 @@ def zoedepth_checkpoint(folder: Path, seed: int = 0) -> Path:
     config = ZoeDepthConfig(backbone_config=backbone, neck_hidden_sizes=[24, 48, 96, 96], reassemble_hidden_size=96,
                             fusion_hidden_size=32, bottleneck_features=32, num_relative_features=8)
     _randomised(ZoeDepthForDepthEstimation(config), seed).save_pretrained(folder)
-    ZoeDepthImageProcessor().save_pretrained(folder)  # its defaults are the published checkpoints'
+    # As the published checkpoints configure it: the class default multiple is 1/32, theirs 32 (a 640x480
+    # frame becomes 512x384, as transformers' integration test expects).
+    ZoeDepthImageProcessor(ensure_multiple_of=32).save_pretrained(folder)
     return folder
 
 
