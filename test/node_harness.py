@@ -9,18 +9,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParameters
-from rclpy.serialization import deserialize_message
+from builtin_interfaces.msg import Time
+from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image
+from std_msgs.msg import Header
 
 from vision_factory.manifest import load_manifest
 from vision_factory.output_kinds import OutputKind
+from vision_factory.ros import messages
 from vision_factory.ros.image_conversion import image_to_bgr
-from vision_factory.tools.bag_replay import ReplayProbe
+from vision_factory.tools.bag_replay import BagMessage, ReplayProbe
 from vision_factory.tools.bench.node_probe import discovery_failed
 from vision_factory.tools.workspace import node_command, start_process, stop
 
@@ -142,6 +147,13 @@ def decoded(message: Any) -> tuple:
     """(header, BGR image) of a recorded sensor_msgs/Image."""
     msg = deserialize_message(message.rawdata, Image)
     return msg.header, image_to_bgr(msg)
+
+
+def image_messages(images: list[np.ndarray], spacing_s: float = 1.0) -> list[BagMessage]:
+    """Constructed frames as recorded sensor_msgs/Image messages, stamped 1, 2, 3... s, frame "camera"."""
+    return [BagMessage("/camera/image_raw", "sensor_msgs/msg/Image",
+                       serialize_message(messages.bgr8_image(image, Header(stamp=Time(sec=i + 1), frame_id="camera"))),
+                       int((i * spacing_s) * 1e9)) for i, image in enumerate(images)]
 
 
 def _typed(value: Any) -> ParameterValue:

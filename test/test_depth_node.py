@@ -3,12 +3,13 @@ images, one per frame with the frame's header, the metric / relative topic split
 through, and live switching between checkpoints."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 pytest.importorskip("rclpy")
 pytest.importorskip("transformers", reason="the depth models load transformers checkpoints")
-from node_harness import decoded, launched, replay_and_collect, set_parameter  # noqa: E402
+from node_harness import decoded, image_messages, launched, replay_and_collect, set_parameter  # noqa: E402
 from sensor_msgs.msg import CameraInfo  # noqa: E402
 
 from vision_factory.loaded_model import load_default_model  # noqa: E402
@@ -33,18 +34,28 @@ def values_of(image) -> np.ndarray:
 
 
 def test_bag_replay_gives_one_rep118_image_per_frame(workspace, frames, checkpoints, tmp_path) -> None:
-    """Relative checkpoint, onnx: exported on first launch, then each frame answered on
-    ~/inverse_depth_relative with its stamp and frame_id, at its size, finite, equal to what the runner
-    computes for that frame; nothing on ~/depth; a debug image per frame."""
+    """Relative checkpoint, onnx, input size from the camera (the default): prepared for 640x480 at start,
+    rebuilt for the bag's 960x540 frames when the first one arrives (which waits for it), then each frame
+    answered on ~/inverse_depth_relative with its stamp and frame_id, at its size, finite, equal to what the
+    runner computes for that frame size; nothing on ~/depth; a debug image per frame. A camera that
+    switches to 640x480 is answered at that size too, by the export made at start."""
+    small = image_messages([cv2.resize(decoded(frame)[1], (640, 480), interpolation=cv2.INTER_AREA)
+                            for frame in frames[:2]], spacing_s=0.2)
     with launched(workspace, "onnx", tmp_path, family="depth_anything", model=str(checkpoints["relative"]),
                   publish_debug_image=True) as (process, probe, log):
         answers = replay_and_collect(probe, "onnx", frames, family="depth_anything")
         probe.spin_until(lambda: len(probe.outputs[f"{NODE}/debug_image"]) >= len(frames), 10)
-        debug, metric = probe.outputs[f"{NODE}/debug_image"], probe.outputs[f"{NODE}/depth"]
+        debug, metric = list(probe.outputs[f"{NODE}/debug_image"]), probe.outputs[f"{NODE}/depth"]
+        answers_640 = replay_and_collect(probe, "onnx", small, family="depth_anything")
     assert stop(process) == 0
-    assert "exporting relative for the onnx backend" in log.read_text()
+    text = log.read_text()
+    assert "exporting relative for the onnx backend" in text
+    assert ("frames are 960x540, the model was prepared for 640x480: rebuilding it with input_width 924 (was 686)"
+            in text), text
+    assert "frames are 640x480, the model was prepared for 960x540: rebuilding it with input_width 686 (was 924)" in text
     assert len(answers) == len(frames) == len(debug) and metric == []
-    runner = load_default_model("depth_anything", "onnx", checkpoints["relative"], tmp_path / "cache")
+    runner = load_default_model("depth_anything", "onnx", checkpoints["relative"], tmp_path / "cache",
+                                frame_hw=(540, 960))
     for answer, frame in zip(answers, frames):
         header, image = decoded(frame)
         assert (answer.header.stamp, answer.header.frame_id) == (header.stamp, header.frame_id)
@@ -53,6 +64,7 @@ def test_bag_replay_gives_one_rep118_image_per_frame(workspace, frames, checkpoi
         assert np.isfinite(depth).all() and depth.std() > 0
         assert np.allclose(depth, runner.model(image).values, atol=1e-6)
     assert (debug[0].encoding, debug[0].width, debug[0].height) == ("bgr8", 960, 540)
+    assert [(a.width, a.height, a.header.stamp.sec) for a in answers_640] == [(640, 480, 1), (640, 480, 2)]
 
 
 def test_metric_depth_on_depth_with_camera_info_and_live_switching(workspace, frames, checkpoints, tmp_path) -> None:

@@ -24,7 +24,7 @@ class Builds:
         self.fail: set[str] = set()
         self.export: set[str] = set()
 
-    def __call__(self, values, on_export):
+    def __call__(self, values, frame_hw, on_export):
         name = values["model"]
         self.asked.append(values)
         if name in self.export:

@@ -15,13 +15,9 @@ from reference import annotated_people, iou
 pytest.importorskip("rclpy")
 pytest.importorskip("rtmlib", reason="the rtmpose model uses rtmlib's processing")
 pytest.importorskip("onnx")
-from builtin_interfaces.msg import Time  # noqa: E402
-from node_harness import decoded, diagnostics_of, launched, replay_and_collect, set_parameter  # noqa: E402
-from rclpy.serialization import serialize_message  # noqa: E402
-from std_msgs.msg import Header  # noqa: E402
+from node_harness import (decoded, diagnostics_of, image_messages, launched, replay_and_collect,  # noqa: E402
+                          set_parameter)
 
-from vision_factory.ros import messages  # noqa: E402
-from vision_factory.tools.bag_replay import BagMessage  # noqa: E402
 from vision_factory.tools.stand_in_models import (KEYPOINTS, PEAK_X, PEAK_Y, expected_keypoints,  # noqa: E402
                                             fixed_boxes_detector, known_answer_pose_model, peak_bins)
 from vision_factory.tools.workspace import stop  # noqa: E402
@@ -39,13 +35,6 @@ def models(tmp_path_factory) -> dict:
     folder, bins = tmp_path_factory.mktemp("pose_node"), peak_bins()
     return {"pose": known_answer_pose_model(folder / "rtmpose.onnx", bins), "bins": bins,
             "fixed_detector": fixed_boxes_detector(folder / "detector.onnx", BOXES, SCORES)}
-
-
-def image_messages(images: list[np.ndarray], spacing_s: float = 1.0) -> list[BagMessage]:
-    """Constructed frames as recorded sensor_msgs/Image messages, stamped 1, 2, 3... s, frame "camera"."""
-    return [BagMessage("/camera/image_raw", "sensor_msgs/msg/Image",
-                       serialize_message(messages.bgr8_image(image, Header(stamp=Time(sec=i + 1), frame_id="camera"))),
-                       int((i * spacing_s) * 1e9)) for i, image in enumerate(images)]
 
 
 def boxes_of(answer) -> np.ndarray:

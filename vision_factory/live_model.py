@@ -20,7 +20,7 @@ STARTING, EXPORTING, LOADING, RUNNING, ERROR = "starting", "exporting", "loading
 class LiveModel:
     """`current` is the serving LoadedModel (None until the first build succeeds).
 
-    build(values, on_export=callable) makes a LoadedModel; notify() is called from the build thread after every
+    build(values, frame_hw=..., on_export=callable) makes a LoadedModel; notify() is called from the build thread after every
     build, successful or not, so the owner can act on its own thread (e.g. by a guard condition).
     """
 
@@ -28,7 +28,7 @@ class LiveModel:
                  notify: Callable[[], None], logger: Any):
         self._build, self._notify, self._logger = build, notify, logger
         self._lock = threading.Lock()
-        self._pending: dict[str, Any] | None = None
+        self._pending: tuple[dict[str, Any], tuple[int, int] | None] | None = None
         self._worker: threading.Thread | None = None
         self.current: LoadedModel | None = None
         self.state = STARTING  # of the node: starting, exporting, loading, running or error
@@ -36,10 +36,11 @@ class LiveModel:
         self.last_error = ""
         self.builds = 0  # finished builds, successful or not
 
-    def request(self, values: Mapping[str, Any]) -> None:
-        """Load a model for `values` in the background; while one is building, the newest request wins."""
+    def request(self, values: Mapping[str, Any], frame_hw: tuple[int, int] | None = None) -> None:
+        """Load a model for `values` and frames of frame_hw (None: not known yet) in the background; while
+        one is building, the newest request wins."""
         with self._lock:
-            self._pending = dict(values)
+            self._pending = (dict(values), frame_hw)
             if self._worker is None:
                 self._worker = threading.Thread(target=self._work, name="model-build", daemon=True)
                 self._worker.start()
@@ -69,13 +70,14 @@ class LiveModel:
     def _work(self) -> None:
         while True:
             with self._lock:
-                values, self._pending = self._pending, None
-                if values is None:
+                pending, self._pending = self._pending, None
+                if pending is None:
                     self._worker = None
                     return
             self._set_building(LOADING)
+            values, frame_hw = pending
             try:
-                loaded = self._build(values, on_export=lambda: self._set_building(EXPORTING))
+                loaded = self._build(values, frame_hw=frame_hw, on_export=lambda: self._set_building(EXPORTING))
             except Exception as e:  # any failure keeps the serving model; it is reported, not raised
                 # Our own errors are written for users; others need their type to make sense.
                 self.last_error = str(e) if isinstance(e, (ConfigError, BackendError)) else f"{type(e).__name__}: {e}"

@@ -92,6 +92,7 @@ class InferenceNode(LifecycleNodeMixin, Node):
         self._finalized = False  # managed: shut down, for good
         self._reporting = False  # True while the node itself sets its "report" parameters
         self._announced: LoadedModel | None = None
+        self._frame_hw: tuple[int, int] | None = None  # the newest frame size a model was asked for
         self._stats = FrameStats()
         self._last_logged: dict[str, float] = {}  # rejection kind -> when it was last logged
         self._worker = LatestFrameWorker(self._process_frame, name=f"{node_name}-inference")
@@ -122,7 +123,7 @@ class InferenceNode(LifecycleNodeMixin, Node):
 
     def _load(self) -> None:
         self._loaded = True
-        self._live.request(self._values)
+        self._live.request(self._values, self._frame_hw)
 
     def _start_input(self) -> None:
         self._active = True
@@ -232,7 +233,7 @@ class InferenceNode(LifecycleNodeMixin, Node):
         if self._loaded and any(self._specs[name].applies == "rebuild" for name in changed):
             self.get_logger().info(f"rebuilding the model session for {', '.join(sorted(changed))}; "
                                    f"frames keep flowing through the current one")
-            self._live.request(self._values)
+            self._live.request(self._values, self._frame_hw)
 
     # --- model swaps (executor thread) --------------------------------------------------------
 
@@ -291,6 +292,10 @@ class InferenceNode(LifecycleNodeMixin, Node):
             if megapixels > values["max_input_megapixels"]:
                 raise ImageDecodeError(f"{image.shape[1]}x{image.shape[0]} is {megapixels:.0f} megapixels, over "
                                        f"max_input_megapixels {values['max_input_megapixels']}", "megapixels")
+            if not loaded.suits(image.shape[:2]):
+                loaded = self._model_for_size(loaded, image.shape[:2])
+                if loaded is None:
+                    return
             started = time.monotonic()
             result = loaded.model(image, **loaded.frame_options(values))
             inference_s = time.monotonic() - started
@@ -304,6 +309,30 @@ class InferenceNode(LifecycleNodeMixin, Node):
         else:
             stamp_latency = (self.get_clock().now() - Time.from_msg(msg.header.stamp)).nanoseconds / 1e9
             self._stats.published(time.monotonic() - received, inference_s, stamp_latency)
+
+    def _model_for_size(self, loaded: LoadedModel, frame_hw: tuple[int, int]) -> LoadedModel | None:
+        """Inference thread, for a frame the serving model was not prepared for (its input size follows the
+        camera's): rebuild the model for this size and wait for it, so the frame is answered, and by the
+        right model; newer frames replace the one waiting meanwhile. None if there is no such model (why is
+        logged)."""
+        if frame_hw != self._frame_hw:
+            self._frame_hw = frame_hw
+            before, after = loaded.export_options["model"], loaded.sizing(frame_hw)["model"]
+            changes = ", ".join(f"{name} {after[name]} (was {before[name]})" for name in after
+                                if after[name] != before.get(name))
+            self.get_logger().info(
+                f"frames are {frame_hw[1]}x{frame_hw[0]}, the model was prepared for {loaded.frame_hw[1]}x"
+                f"{loaded.frame_hw[0]}: rebuilding it with {changes} (exported once, then cached); this frame "
+                f"waits for it")
+            self._live.request(self._values, frame_hw)
+        if not self._live.wait(self.stopping) or self._live.current is None:
+            return None  # stopping, or the model was released (cleanup)
+        loaded = self._live.current
+        if not loaded.suits(frame_hw):
+            self._reject("frame_size", f"dropped a frame: no model for {frame_hw[1]}x{frame_hw[0]} frames: "
+                                       f"{self._live.last_error or 'its build was replaced'}")
+            return None
+        return loaded
 
     def _reject(self, kind: str, reason: str) -> None:
         """Count a rejected frame and log why, each kind at most once per ERROR_THROTTLE_S (rclpy's own
