@@ -25,6 +25,12 @@ def test_detection_array_copies_the_header_and_uses_centre_size_in_pixels() -> N
     assert msg.detections[1].results[0].hypothesis.class_id == "7"  # no name: the id as text
 
 
+def test_track_ids_go_into_detection2d_id() -> None:
+    detections = Detections(np.array([[10, 20, 50, 100], [0, 0, 3, 5]], np.float32),
+                            np.array([0.9, 0.4], np.float32), np.array([1, 7]), LABELS, track_ids=("12", ""))
+    assert [d.id for d in messages.detection_array(detections, HEADER).detections] == ["12", ""]
+
+
 def test_empty_detections_still_make_a_message() -> None:
     msg = messages.detection_array(Detections.empty(LABELS), HEADER)
     assert msg.header == HEADER and msg.detections == []

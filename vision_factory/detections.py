@@ -10,13 +10,15 @@ import numpy as np
 class Detections:
     """Detections in source-image pixels, best score first.
 
-    boxes_xyxy (N, 4) float32, scores (N,) float32, class_ids (N,) int64; labels maps class id -> name.
+    boxes_xyxy (N, 4) float32, scores (N,) float32, class_ids (N,) int64; labels maps class id -> name;
+    track_ids: per box its track's id ('' where no confirmed track holds it), or () when nothing tracks.
     """
 
     boxes_xyxy: np.ndarray
     scores: np.ndarray
     class_ids: np.ndarray
     labels: tuple[str, ...]
+    track_ids: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.scores)

@@ -10,15 +10,16 @@ from vision_factory.poses import Poses
 
 
 def draw_detections(image_bgr: np.ndarray, detections: Detections) -> np.ndarray:
-    """A copy of `image_bgr` with each box, class name and score drawn; colour fixed per class."""
+    """A copy of `image_bgr` with each box, class name, score and track id drawn; colour fixed per class."""
     canvas = image_bgr.copy()
-    for box, score, class_id in zip(detections.boxes_xyxy.round().astype(int), detections.scores,
-                                    detections.class_ids):
+    track_ids = detections.track_ids or ("",) * len(detections)
+    for box, score, class_id, track_id in zip(detections.boxes_xyxy.round().astype(int), detections.scores,
+                                              detections.class_ids, track_ids):
         hue = int(class_id) * 47 % 180
         colour = cv2.cvtColor(np.uint8([[[hue, 220, 255]]]), cv2.COLOR_HSV2BGR)[0, 0].tolist()
         x1, y1, x2, y2 = box.tolist()
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 2)
-        text = f"{detections.class_name(int(class_id))} {score:.2f}"
+        text = f"{'#' + track_id + ' ' if track_id else ''}{detections.class_name(int(class_id))} {score:.2f}"
         cv2.putText(canvas, text, (x1, max(y1 - 6, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1)
     return canvas
 

@@ -12,6 +12,7 @@ import importlib
 from dataclasses import dataclass
 
 from vision_factory.parameters import ParameterSpec
+from vision_factory.tracking import NONE, tracker_parameters
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class OutputKind:
     name: str
     topics: tuple[Topic, ...]
     parameters: tuple[ParameterSpec, ...] = ()
+    node: str = "inference"  # the manifest `node` whose packages publish it (vision_factory.manifest.NODES)
 
     def topic(self, name: str) -> Topic:
         """The topic `~/<name>`; KeyError naming the kind's topics otherwise."""
@@ -78,8 +80,12 @@ OUTPUT_KINDS: dict[str, OutputKind] = {kind.name: kind for kind in (
         Topic("detections", "vision_msgs/msg/Detection2DArray",
               "every processed frame, also when empty; input header", per_frame=True),
         Topic("label_info", "vision_msgs/msg/LabelInfo", "class map, latched (transient local)", latched=True),
-        _debug_image("annotated bgr8"),
-    )),
+        _debug_image("annotated bgr8, with track ids"),
+    ), parameters=tracker_parameters(NONE)),
+    OutputKind("tracks", (
+        Topic("detections", "vision_msgs/msg/Detection2DArray", "each input message with Detection2D.id set "
+              "to its track's id ('' where no confirmed track holds the box); input header", per_frame=True),
+    ), parameters=tracker_parameters("bytetrack"), node="tracker"),
     OutputKind("poses", (
         Topic("poses", "vision_factory_msgs/msg/KeypointPoseArray",
               "every processed frame, also when empty; input header", per_frame=True),

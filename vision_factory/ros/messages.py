@@ -14,15 +14,16 @@ from vision_factory.detections import Detections
 
 
 def detection_array(detections: Detections, header: Header) -> Detection2DArray:
-    """vision_msgs/Detection2DArray with `header` copied: per box its centre and size in source pixels
-    and one hypothesis whose class_id is the model's class name."""
+    """vision_msgs/Detection2DArray with `header` copied: per box its centre and size in source pixels,
+    one hypothesis whose class_id is the model's class name, and its track id in Detection2D.id."""
     out = Detection2DArray(header=header)
     boxes = detections.boxes_xyxy.astype(np.float64)
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2.0
     sizes = boxes[:, 2:] - boxes[:, :2]
-    for centre, size, score, class_id in zip(centres.tolist(), sizes.tolist(),
-                                             detections.scores.tolist(), detections.class_ids.tolist()):
-        det = Detection2D(header=header)
+    track_ids = detections.track_ids or ("",) * len(detections)
+    for centre, size, score, class_id, track_id in zip(centres.tolist(), sizes.tolist(), detections.scores.tolist(),
+                                                       detections.class_ids.tolist(), track_ids):
+        det = Detection2D(header=header, id=track_id)
         det.bbox.center.position.x, det.bbox.center.position.y = centre
         det.bbox.size_x, det.bbox.size_y = size
         hypothesis = ObjectHypothesisWithPose()
@@ -31,6 +32,11 @@ def detection_array(detections: Detections, header: Header) -> Detection2DArray:
         det.results.append(hypothesis)
         out.detections.append(det)
     return out
+
+
+def stamp_seconds(header: Header) -> float:
+    """The header's stamp in seconds."""
+    return header.stamp.sec + header.stamp.nanosec * 1e-9
 
 
 def label_info(labels: Sequence[str], threshold: float, header: Header) -> LabelInfo:

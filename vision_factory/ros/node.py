@@ -199,7 +199,7 @@ class InferenceNode(LifecycleNodeMixin, Node):
     def _value_problem(self, name: str, value: Any) -> str:
         """'' if `value` can work for parameter `name`, else why not."""
         spec = self._specs[name]
-        problem = spec.validate(value)
+        problem = spec.validate(value) or OUTPUTS[self._manifest.output].option_problem(name, value)
         if problem or spec.applies != "rebuild":
             return problem
         if name in self._weights:

@@ -5,6 +5,7 @@ keep last 1. Their QoS can be overridden at launch (qos_overriding_options), as 
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -20,8 +21,10 @@ from vision_factory.drawing import colour_depth, draw_detections, draw_poses
 from vision_factory.output_kinds import OUTPUT_KINDS
 from vision_factory.poses import Poses, Skeleton
 from vision_factory.ros import messages
+from vision_factory.tracking import NONE, DetectionTracker, TrackerSettings, tracker_problem
 
 RESULT_QOS = QoSProfile(depth=10)
+TIME_WENT_BACK = "the input's stamps went back in time (a bag played again?): tracking afresh"
 LATCHED_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
@@ -38,10 +41,19 @@ def create_publishers(node: Node, kind: str) -> dict[str, Any]:
     return publishers
 
 
-class DetectionOutput:
-    """~/detections (vision_msgs/Detection2DArray, every processed frame, also when empty),
-    ~/label_info (vision_msgs/LabelInfo, latched; republished when its threshold changes) and
-    ~/debug_image (sensor_msgs/Image, bgr8, on request)."""
+class Output:
+    """What the node asks of every output kind's publisher class besides configure and publish."""
+
+    @staticmethod
+    def option_problem(name: str, value: Any) -> str:
+        """'' if `value` of the kind's parameter `name` can work here, else why not."""
+        return ""
+
+
+class DetectionOutput(Output):
+    """~/detections (vision_msgs/Detection2DArray, every processed frame, also when empty, with track ids
+    when the `tracker` parameter names one), ~/label_info (vision_msgs/LabelInfo, latched; republished when
+    its threshold changes) and ~/debug_image (sensor_msgs/Image, bgr8, on request)."""
 
     THRESHOLD = "confidence_threshold"  # the parameter LabelInfo.threshold reports
 
@@ -49,6 +61,12 @@ class DetectionOutput:
         self._node = node
         self._publishers = create_publishers(node, "detections")
         self._label_info: tuple[tuple[str, ...], float] | None = None
+        self._tracking: TrackerSettings | None = None
+        self._tracker: DetectionTracker | None = None  # swapped whole: frames use the one they took
+
+    @staticmethod
+    def option_problem(name: str, value: Any) -> str:
+        return tracker_problem(value) if name == "tracker" else ""
 
     def configure(self, values: dict[str, Any], model: Any) -> None:
         """Take the node's parameter values and the model (when a session starts, after changes)."""
@@ -57,14 +75,27 @@ class DetectionOutput:
             self._label_info = label_info
             header = Header(stamp=self._node.get_clock().now().to_msg())
             self._publishers["label_info"].publish(messages.label_info(*label_info, header))
+        tracking = TrackerSettings.from_values(values)
+        if tracking != self._tracking:
+            if self._tracking is not None:
+                self._node.get_logger().info(f"tracker settings changed: tracking afresh with {tracking}")
+            self._tracking = tracking
+            self._tracker = None if tracking.kind == NONE else DetectionTracker(tracking)
 
     def publish(self, result: Detections, header: Header, image_bgr: np.ndarray, debug_image: bool) -> None:
+        tracker = self._tracker
+        if tracker is not None:
+            resets = tracker.resets
+            result = replace(result, track_ids=tuple(tracker.update(result.boxes_xyxy, result.scores,
+                                                                    messages.stamp_seconds(header))))
+            if tracker.resets != resets:
+                self._node.get_logger().info(TIME_WENT_BACK)
         self._publishers["detections"].publish(messages.detection_array(result, header))
         if debug_image:
             self._publishers["debug_image"].publish(messages.bgr8_image(draw_detections(image_bgr, result), header))
 
 
-class PoseOutput:
+class PoseOutput(Output):
     """~/poses (vision_factory_msgs/KeypointPoseArray, every processed frame, also when empty),
     ~/skeleton (vision_factory_msgs/KeypointSkeleton, latched; republished when the model's changes) and
     ~/debug_image (sensor_msgs/Image, bgr8, on request)."""
@@ -90,7 +121,7 @@ class PoseOutput:
             self._publishers["debug_image"].publish(messages.bgr8_image(draw_poses(image_bgr, result), header))
 
 
-class DepthOutput:
+class DepthOutput(Output):
     """~/depth (metric models: 32FC1 metres, REP 118) or ~/inverse_depth_relative (relative models: 32FC1
     affine-invariant inverse depth), every processed frame, at the input's size and with its header;
     ~/camera_info (the latest message of camera_info_topic with the depth image's header) when that
