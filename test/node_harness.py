@@ -56,8 +56,14 @@ class Family:
 
 
 FAMILIES = {model: Family(load_manifest(model).output_kind, results) for model, results in (
-    ("yolo", "detections"), ("rtmpose", "poses"), ("depth_anything", "inverse_depth_relative"))}
+    ("yolo", "detections"), ("rtmpose", "poses"), ("depth_anything", "inverse_depth_relative"),
+    ("bytetrack", "detections"))}
 assert all(family.kind.topic(family.results).per_frame for family in FAMILIES.values())
+
+
+def package_of(family: str, backend: str) -> str:
+    """The generated package's (and node's) name: <family>_<backend>, or the family's alone for a tracker."""
+    return f"{family}_{backend}" if backend else family
 
 
 def next_domain() -> int:
@@ -67,18 +73,21 @@ def next_domain() -> int:
 
 @contextmanager
 def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path, managed: bool = False,
-             family: str = "yolo", **overrides: Any) -> Iterator[tuple[subprocess.Popen, ReplayProbe, Path]]:
-    """The generated <family>_<backend> node running as its own process, once its model is ready
-    (managed: once its lifecycle services are up), and a probe on the same private ROS domain that hears
-    its outputs and /diagnostics."""
+             family: str = "yolo", remaps: dict[str, str] | None = None,
+             **overrides: Any) -> Iterator[tuple[subprocess.Popen, ReplayProbe, Path]]:
+    """The generated <family>_<backend> node (a tracker: backend "") running as its own process, once its
+    model is ready (managed: once its lifecycle services are up), and a probe on the same private ROS
+    domain that hears its outputs and /diagnostics. `remaps`: the node's input (default: image_raw to
+    /camera/image_raw)."""
     ws, env = workspace
     domain = next_domain()
-    package = f"{family}_{backend}"
+    package = package_of(family, backend)
     topics = {f"/{package}/{name}": kind for name, kind in FAMILIES[family].topics.items()}
     latched = FAMILIES[family].latched
-    overrides.setdefault("cache_dir", str(tmp_path / "cache"))
+    if backend:
+        overrides.setdefault("cache_dir", str(tmp_path / "cache"))
     executable = f"{package}_managed" if managed else package
-    command = node_command(ws, package, executable, overrides, {"image_raw": "/camera/image_raw"})
+    command = node_command(ws, package, executable, overrides, remaps or {"image_raw": "/camera/image_raw"})
     log = tmp_path / f"{package}-{domain}.log"
 
     def start() -> tuple[subprocess.Popen, ReplayProbe]:
@@ -127,7 +136,7 @@ def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path, managed
 
 def results_of(probe: ReplayProbe, backend: str, family: str = "yolo") -> list:
     """Every per-frame result the <family>_<backend> node published so far."""
-    return probe.outputs[f"/{family}_{backend}/{FAMILIES[family].results}"]
+    return probe.outputs[f"/{package_of(family, backend)}/{FAMILIES[family].results}"]
 
 
 def replay_and_collect(probe: ReplayProbe, backend: str, messages: list, topic: str = "/camera/image_raw",
@@ -150,10 +159,15 @@ def decoded(message: Any) -> tuple:
 
 
 def image_messages(images: list[np.ndarray], spacing_s: float = 1.0) -> list[BagMessage]:
-    """Constructed frames as recorded sensor_msgs/Image messages, stamped 1, 2, 3... s, frame "camera"."""
+    """Constructed frames as recorded sensor_msgs/Image messages spacing_s apart, stamped from 1 s on, frame
+    "camera"."""
+    def header(index: int) -> Header:
+        nanoseconds = round((1 + index * spacing_s) * 1e9)
+        return Header(stamp=Time(sec=nanoseconds // 10**9, nanosec=nanoseconds % 10**9), frame_id="camera")
+
     return [BagMessage("/camera/image_raw", "sensor_msgs/msg/Image",
-                       serialize_message(messages.bgr8_image(image, Header(stamp=Time(sec=i + 1), frame_id="camera"))),
-                       int((i * spacing_s) * 1e9)) for i, image in enumerate(images)]
+                       serialize_message(messages.bgr8_image(image, header(i))), round(i * spacing_s * 1e9))
+            for i, image in enumerate(images)]
 
 
 def _typed(value: Any) -> ParameterValue:
@@ -222,7 +236,7 @@ def diagnostics_of(probe: ReplayProbe, node: str) -> list[dict]:
     found = []
     for array in probe.outputs["/diagnostics"]:
         for status in array.status:
-            if status.name == f"{node}: inference":
+            if status.name.startswith(f"{node}: "):
                 found.append({"level": int.from_bytes(status.level, "little") if isinstance(status.level, bytes)
                               else int(status.level), "message": status.message,
                               **{kv.key: kv.value for kv in status.values}})

@@ -64,7 +64,8 @@ def test_bag_replay_gives_one_rep118_image_per_frame(workspace, frames, checkpoi
         assert np.isfinite(depth).all() and depth.std() > 0
         assert np.allclose(depth, runner.model(image).values, atol=1e-6)
     assert (debug[0].encoding, debug[0].width, debug[0].height) == ("bgr8", 960, 540)
-    assert [(a.width, a.height, a.header.stamp.sec) for a in answers_640] == [(640, 480, 1), (640, 480, 2)]
+    assert [(a.width, a.height, a.header.stamp.sec, a.header.stamp.nanosec) for a in answers_640] == [
+        (640, 480, 1, 0), (640, 480, 1, 200_000_000)]
 
 
 def test_metric_depth_on_depth_with_camera_info_and_live_switching(workspace, frames, checkpoints, tmp_path) -> None:

@@ -73,6 +73,14 @@ def test_the_valid_fixture_parses() -> None:
      "field 'weights.detector': default and description must be one line"),
     (dict(weights={"threshold": {"default": "a.onnx", "description": "x", "module": "m"}}),
      "field 'parameters.threshold': already declared by every node, by a backend, by an output kind or as weights"),
+    (dict(node="ros2_control"), "field 'node': 'ros2_control' is not one of: inference, tracker"),
+    (dict(module=None), "field 'module': missing"),
+    (dict(node="tracker", output="tracks"), "field 'module': a tracker runs no network: it has no module"),
+    (dict(node="tracker", module=None, default_weights=None, unsupported_backends=None),
+     "field 'output': 'detections' is not one of: tracks (what a tracker node publishes)"),
+    (dict(output="tracks"), "field 'output': 'tracks' is not one of: detections, poses, depth"),
+    (dict(parameters={"tracker": {"type": "string", "default": "", "description": "x"}}),
+     "field 'parameters.tracker': already declared"),
 ])
 def test_bad_manifests_are_refused_naming_the_field(changes: dict, message: str) -> None:
     with pytest.raises(ConfigError) as error:
@@ -105,7 +113,9 @@ def test_shipped_manifests_load() -> None:
     assert load_manifest("yolo").module == "vision_factory.models.yolo"
     assert load_manifest("yolo").weights[0].module == "vision_factory.models.yolo_weights"
     assert load_manifest("rtmpose").output == "poses"
-    with pytest.raises(ConfigError, match="unknown model 'yolo9000' \\(known: depth_anything, rtmpose, yolo, zoedepth"):
+    assert (load_manifest("bytetrack").node, load_manifest("bytetrack").backends) == ("tracker", ())
+    with pytest.raises(ConfigError, match="unknown model 'yolo9000' \\(known: bytetrack, depth_anything, rtmpose, yolo, "
+                                          "zoedepth"):
         load_manifest("yolo9000")
 
 
@@ -167,6 +177,29 @@ def test_hostile_weights_paths_cannot_inject_code(tmp_path: Path, weights: str) 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "vision_factory", *args], capture_output=True, text=True)
+
+
+def test_a_tracker_manifest_makes_one_package_without_a_backend(tmp_path: Path) -> None:
+    """bytetrack runs no network: `generate --model bytetrack` writes package bytetrack, whose node is the
+    tracker node with the tracker parameters (bytetrack by default), no lifecycle executable, and a launch
+    file taking the detections topic; asking for a backend is refused, as is leaving one out for yolo."""
+    plan = plan_package("bytetrack", None)
+    assert (plan.package, plan.node, plan.backend) == ("bytetrack", "bytetrack", None)
+    root, = write_package(plan, tmp_path)
+    spec = importlib.util.spec_from_file_location("generated_bytetrack", root / "bytetrack" / "bytetrack.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    defaults = {p.name: p.default for p in module.PARAMETERS}
+    assert defaults["tracker"] == "bytetrack" and "model" not in defaults and "input_reliability" in defaults
+    assert module.BytetrackNode.__mro__[1].__name__ == "TrackerNode" and not hasattr(module, "main_managed")
+    assert "_managed" not in (root / "setup.py").read_text()
+    assert '"tracker.launch.py"' in (root / "launch" / "bytetrack.launch.py").read_text()
+    assert "detections:=/yolo_onnx/detections" in (root / "README.md").read_text()
+    with pytest.raises(ConfigError, match="runs no network, so it has no backends"):
+        plan_package("bytetrack", "onnx")
+    with pytest.raises(ConfigError, match="needs a backend"):
+        plan_package("yolo", None)
+    assert "tracker" in {p.name for p in plan_package("yolo", "onnx").parameters}  # every detections node
 
 
 def test_list_shows_models_backends_and_pairs() -> None:

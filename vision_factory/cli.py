@@ -35,10 +35,13 @@ def _list() -> None:
     print(f"cuda and rocm of the models whose weights are ONNX files ({', '.join(onnx_gpu)}):")
     for backend in ONNXRUNTIME_GPU_BACKENDS.values():
         print(f"  {backend.name:<{width}}{backend.summary}")
+    networkless = [name for name, backends in pairs.items() if not backends]
+    print(f"models without a network, generated without a backend: {', '.join(networkless) or 'none'}")
     print("supported pairs (model x backend):")
     print("  " + " " * width + "".join(f"{name:<{width}}" for name in BACKENDS))
     for name, backends in pairs.items():
-        print(f"  {name:<{width}}" + "".join(f"{'yes' if b in backends else '-':<{width}}" for b in BACKENDS))
+        if backends:
+            print(f"  {name:<{width}}" + "".join(f"{'yes' if b in backends else '-':<{width}}" for b in BACKENDS))
 
 
 def _generate(args: argparse.Namespace) -> None:
@@ -103,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("list", help="models, backends and the supported pairs")
     generate = commands.add_parser("generate", help="write the ROS 2 package of one model x backend")
     generate.add_argument("--model", required=True)
-    generate.add_argument("--backend", required=True)
+    generate.add_argument("--backend", help="the backend (not for a model that runs no network, e.g. bytetrack)")
     generate.add_argument("--weights", help="weights path (default: the model's default weights name)")
     generate.add_argument("--package", help="package name (default: <model>_<backend>)")
     generate.add_argument("--out", required=True, help="folder to write into, e.g. WS/src")
@@ -115,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     cache.add_argument("--weights", help="warm: weights path (default: the model's default weights name)")
     cache.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                        help="warm: a node parameter, as the node will have it (e.g. -p imgsz=320)")
-    cache.add_argument("--frame-size", type=frame_size, default="{}x{}".format(*DEFAULT_FRAME_HW[::-1]), metavar="WIDTHxHEIGHT",
+    cache.add_argument("--frame-size", type=frame_size, default="{}x{}".format(*DEFAULT_FRAME_HW[::-1]),
+                       metavar="WIDTHxHEIGHT",
                        help="warm: the camera's frame size, for models sized by it (depth at input size 0; "
                             "default %(default)s)")
     # Listed here for --help; its own parser takes its options (argparse's REMAINDER would refuse them).

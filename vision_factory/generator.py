@@ -48,7 +48,7 @@ class PackagePlan:
     """Everything a package's templates need, derived and validated."""
 
     manifest: Manifest
-    backend: Backend
+    backend: Backend | None  # None for a tracker: it runs no network
     package: str
     node: str
     class_name: str
@@ -62,14 +62,23 @@ class PackagePlan:
         return {p.name: p.default for p in self.parameters}
 
 
-def plan_package(model: str, backend: str, weights: str | None = None, package: str | None = None) -> PackagePlan:
-    """Validate a model x backend pair and derive its package. ConfigError says what is wrong."""
+def plan_package(model: str, backend: str | None, weights: str | None = None,
+                 package: str | None = None) -> PackagePlan:
+    """Validate a model x backend pair (a tracker: the model alone) and derive its package. ConfigError
+    says what is wrong."""
     manifest = load_manifest(model)
-    backend_row = manifest.backend(backend)
-    if backend not in manifest.backends:
-        raise ConfigError(f"model '{model}' does not support backend '{backend}' "
-                          f"(supported: {', '.join(manifest.backends)})")
-    node = f"{manifest.name}_{backend_row.name}"
+    if not manifest.backends:
+        if backend:
+            raise ConfigError(f"model '{model}' runs no network, so it has no backends: generate it without one")
+        backend_row, node = None, manifest.name
+    else:
+        if not backend:
+            raise ConfigError(f"model '{model}' needs a backend (supported: {', '.join(manifest.backends)})")
+        backend_row = manifest.backend(backend)
+        if backend not in manifest.backends:
+            raise ConfigError(f"model '{model}' does not support backend '{backend}' "
+                              f"(supported: {', '.join(manifest.backends)})")
+        node = f"{manifest.name}_{backend_row.name}"
     package = package or node
     if not PACKAGE_NAME.match(package):
         raise ConfigError(f"'{package}' is not a valid ROS package name (REP 144: lower-case letters, digits "

@@ -20,8 +20,9 @@ STARTING, EXPORTING, LOADING, RUNNING, ERROR = "starting", "exporting", "loading
 class LiveModel:
     """`current` is the serving LoadedModel (None until the first build succeeds).
 
-    build(values, frame_hw=..., on_export=callable) makes a LoadedModel; notify() is called from the build thread after every
-    build, successful or not, so the owner can act on its own thread (e.g. by a guard condition).
+    build(values, frame_hw=..., on_export=callable) makes a LoadedModel; notify() is called from the build
+    thread after every build, successful or not, so the owner can act on its own thread (e.g. by a guard
+    condition).
     """
 
     def __init__(self, build: Callable[..., LoadedModel],

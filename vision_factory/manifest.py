@@ -1,9 +1,10 @@
 """Model manifests: one YAML file per model family, parsed strictly.
 
-A manifest says which Python module implements the model, what it publishes (an output kind of
-vision_factory.output_kinds), which backends it lacks (it runs on all of them by default), which runtime
-its cuda / rocm backends use, which weights it loads besides `model` (each one a parameter, e.g. a pose
-model's person detector) and which parameters it adds. Unknown keys, wrong types and unknown backends or
+A manifest says which node runs it (`node`: an inference node, the default, or a tracker, which runs no
+network and so has no module, weights or backends), which Python module implements the model, what it
+publishes (an output kind of vision_factory.output_kinds), which backends it lacks (it runs on all of them
+by default), which runtime its cuda / rocm backends use, which weights it loads besides `model` (each one
+a parameter, e.g. a pose model's person detector) and which parameters it adds. Unknown keys, wrong types and unknown backends or
 outputs are rejected with an error naming the manifest and the field. Manifests ship in
 vision_factory/manifests/; more can live outside the package ($VISION_FACTORY_MANIFESTS).
 """
@@ -25,10 +26,14 @@ from vision_factory.output_kinds import OUTPUT_KINDS, OutputKind
 from vision_factory.parameters import COMMON_PARAMETERS, ParameterSpec, active_weights
 
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
-_KEYS = {"name": str, "summary": str, "module": str, "output": str,
-         "default_weights": str, "parameters": dict}
-_OPTIONAL_KEYS = {"gpu_runtime": (str, "pytorch"), "weights": (dict, {}), "unsupported_backends": (list, []),
+_KEYS = {"name": str, "summary": str, "output": str, "parameters": dict}
+_OPTIONAL_KEYS = {"node": (str, "inference"), "module": (str, ""), "default_weights": (str, ""),
+                  "gpu_runtime": (str, "pytorch"), "weights": (dict, {}), "unsupported_backends": (list, []),
                   "weights_module": (str, "")}
+NODES = ("inference", "tracker")  # what a manifest's `node` may be
+# What an inference manifest must have, and what a tracker's (no network) must not.
+_NETWORK_KEYS = ("module", "default_weights")
+_NETWORK_ONLY_KEYS = ("module", "default_weights", "gpu_runtime", "weights", "unsupported_backends", "weights_module")
 # Text rendered into comments, docstrings and XML: one line, no markup or quote runs.
 _UNSAFE_TEXT = re.compile(r'[\n\r\0<>&]|"""|\'\'\'')
 _PARAMETER_KEYS = {"type", "default", "description", "range", "step", "choices", "applies"}
@@ -62,15 +67,16 @@ class Manifest:
 
     name: str
     summary: str
-    module: str
+    module: str  # "" for a tracker
     output: str
-    backends: tuple[str, ...]
+    backends: tuple[str, ...]  # () for a tracker: it runs no network
     default_weights: str
     parameters: tuple[ParameterSpec, ...]
     source: str
     gpu_runtime: str = "pytorch"
     extra_weights: tuple[Weights, ...] = ()
     weights_module: str = ""  # the `model` weights' handling, when not in the model module itself
+    node: str = "inference"  # or "tracker" (NODES)
 
     def load_module(self) -> Any:
         """The model module (a vision_factory.models.ModelFamily)."""
@@ -110,6 +116,15 @@ def parse_manifest(text: str, source: str) -> Manifest:
     for key in _KEYS:
         if key not in data:
             raise fail(key, "missing")
+    node = data.get("node", "inference")
+    if node not in NODES:
+        raise fail("node", f"'{node}' is not one of: {', '.join(NODES)}")
+    for key in _NETWORK_KEYS if node == "inference" else ():
+        if key not in data:
+            raise fail(key, "missing")
+    for key in _NETWORK_ONLY_KEYS if node != "inference" else ():
+        if key in data:
+            raise fail(key, f"a {node} runs no network: it has no {key}")
     for key, (_, default) in _OPTIONAL_KEYS.items():
         data.setdefault(key, default)
     types = {**_KEYS, **{key: kind for key, (kind, _) in _OPTIONAL_KEYS.items()}}
@@ -122,10 +137,11 @@ def parse_manifest(text: str, source: str) -> Manifest:
     if not IDENTIFIER.match(data["name"]):
         raise fail("name", f"'{data['name']}' is not a lower-case identifier")
     for key in ("module", "weights_module"):
-        if (data[key] or key == "module") and not MODULE_PATH.match(data[key]):
+        if (data[key] or (key == "module" and node == "inference")) and not MODULE_PATH.match(data[key]):
             raise fail(key, f"'{data[key]}' is not a Python module path")
-    if data["output"] not in OUTPUT_KINDS:
-        raise fail("output", f"'{data['output']}' is not one of: {', '.join(OUTPUT_KINDS)}")
+    kinds = [name for name, kind in OUTPUT_KINDS.items() if kind.node == node]
+    if data["output"] not in kinds:
+        raise fail("output", f"'{data['output']}' is not one of: {', '.join(kinds)} (what a {node} node publishes)")
     for backend in data["unsupported_backends"]:
         if backend not in BACKENDS:
             raise fail("unsupported_backends", f"unknown backend '{backend}' (known: {', '.join(BACKENDS)})")
@@ -173,10 +189,11 @@ def parse_manifest(text: str, source: str) -> Manifest:
         if not parameters[-1].description or _UNSAFE_TEXT.search(parameters[-1].description):
             raise fail(f"{field}.description", "must be one line of plain text")
     return Manifest(name=data["name"], summary=data["summary"], module=data["module"], output=data["output"],
-                    backends=tuple(b for b in BACKENDS if b not in data["unsupported_backends"]),
+                    backends=tuple(b for b in BACKENDS if b not in data["unsupported_backends"]) if node == "inference"
+                    else (),
                     default_weights=data["default_weights"],
                     parameters=tuple(parameters), source=source, gpu_runtime=data["gpu_runtime"],
-                    extra_weights=tuple(extra_weights), weights_module=data["weights_module"])
+                    extra_weights=tuple(extra_weights), weights_module=data["weights_module"], node=node)
 
 
 # Folders (os.pathsep-separated) of manifests that do not ship with vision_factory: a model family added

@@ -112,10 +112,18 @@ COMMON_PARAMETERS: tuple[ParameterSpec, ...] = (
 )
 
 
-def node_parameters(manifest: Manifest, backend: Backend, weights: str | None = None) -> tuple[ParameterSpec, ...]:
+# The common parameters a tracker node (no network, no images) declares too.
+TRACKER_COMMON = ("input_reliability", "input_depth", "diagnostics_no_input_s")
+
+
+def node_parameters(manifest: Manifest, backend: Backend | None = None,
+                    weights: str | None = None) -> tuple[ParameterSpec, ...]:
     """Every parameter a <model>_<backend> node declares, in declaration order: the common ones (with
     `weights`, else the manifest's default weights, as the `model` default), the backend's, the output
-    kind's and the manifest's own."""
+    kind's and the manifest's own. A tracker node (no backend): TRACKER_COMMON, its kind's and its own."""
+    if backend is None:
+        common = tuple(spec for spec in COMMON_PARAMETERS if spec.name in TRACKER_COMMON)
+        return common + manifest.output_kind.parameters + manifest.parameters
     common = tuple(replace(spec, default=weights or manifest.default_weights) if spec.name == "model" else spec
                    for spec in COMMON_PARAMETERS)
     return common + backend.parameters + manifest.output_kind.parameters + manifest.parameters

@@ -4,9 +4,10 @@ without importing torch or transformers.
 
 DPTImageProcessor (Depth Anything): resize keeping the aspect ratio ("scale as little as possible" towards
 `size`) to multiples of `ensure_multiple_of` with antialiasing (torchvision's, which reproduces PIL's: PIL
-resizes here), the prediction resized back to the frame (bicubic). ZoeDepthImageProcessor: pad the frame by reflection, int(sqrt(side / 2) * 3) pixels on
-each side, size the padded frame the same way and resize it bilinearly with corners aligned; the prediction
-is resized to the padded frame (bicubic) and the padding cut off.
+resizes here), the prediction resized back to the frame (bicubic). ZoeDepthImageProcessor: pad the frame
+by reflection, int(sqrt(side / 2) * 3) pixels on each side, size the padded frame the same way and resize
+it bilinearly with corners aligned; the prediction is resized to the padded frame (bicubic) and the
+padding cut off.
 """
 from __future__ import annotations
 

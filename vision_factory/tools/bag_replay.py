@@ -6,6 +6,7 @@ installed and for the replay tests. Messages are published as the recorded CDR b
 """
 from __future__ import annotations
 
+import importlib
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -138,9 +139,8 @@ class ReplayProbe:
         """Publish `messages` at the recorded rate after giving discovery `settle_s` to match endpoints;
         `on_frame(index)` runs before each one; `answered` paces it as in publish_recorded.
         `qos`: the publisher's (reliable, keep last 10 by default)."""
-        from sensor_msgs import msg as sensor_msgs
-
-        msg_class = getattr(sensor_msgs, IMAGE_TYPES[messages[0].msgtype])
+        package, _, name = messages[0].msgtype.split("/")
+        msg_class = getattr(importlib.import_module(f"{package}.msg"), name)
         publisher = self.node.create_publisher(msg_class, topic, qos)
         self.spin_until(lambda: publisher.get_subscription_count() > 0, 10.0)
         end = time.monotonic() + settle_s

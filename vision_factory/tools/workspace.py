@@ -29,7 +29,8 @@ def shared_assets() -> Path:
     return source_checkout().parent / "shared" / "assets"
 
 
-def create_workspace(ws: Path, pairs: Iterable[tuple[str, str]], weights: Mapping[str, str] | None = None) -> list[str]:
+def create_workspace(ws: Path, pairs: Iterable[tuple[str, str | None]],
+                     weights: Mapping[str, str] | None = None) -> list[str]:
     """Write ws/src with vision_factory and one generated package per (model, backend), with the default
     weights of `weights[model]` where given (plus the message packages they need); their names."""
     src = Path(ws) / "src"
