@@ -24,8 +24,8 @@ from vision_factory.ros import messages
 from vision_factory.tracking import NONE, DetectionTracker, TrackerSettings, tracker_problem
 
 RESULT_QOS = QoSProfile(depth=10)
-TIME_WENT_BACK = "the input's stamps went back in time (a bag played again?): tracking afresh"
 LATCHED_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+TIME_WENT_BACK = "the input's stamps went back in time (a bag played again?): tracking afresh"
 
 
 def create_publishers(node: Node, kind: str) -> dict[str, Any]:

@@ -53,7 +53,7 @@ class TrackerNode(Node):
             if problem:
                 raise ConfigError(f"parameter '{name}': {problem}")
         self._tracker = self._new_tracker()  # used and replaced on the executor's one thread only
-        self._counts = {"received": 0, "published": 0, "tracked_last": 0, "resets": 0}
+        self._counts = {"received": 0, "lost_in_transport": 0, "published": 0, "tracked_last": 0, "resets": 0}
         self._last_received = time.monotonic()  # silence counts from the start
         self._topics = create_publishers(self, self._manifest.output)
         self.add_on_set_parameters_callback(self._check_parameters)
@@ -61,7 +61,7 @@ class TrackerNode(Node):
         self._diagnostics = self.create_publisher(DiagnosticArray, diagnostics.TOPIC, 10)
         self._input = CameraInput(self, self.resolve_topic_name("detections"), Detection2DArray,
                                   self._values["input_reliability"], self._values["input_depth"],
-                                  self._on_detections, lambda count: None)
+                                  self._on_detections, self._on_lost)
         self._diagnostics_thread = diagnostics.PeriodicPublisher(self._publish_diagnostics, self.get_logger(),
                                                                  name=f"{node_name}-diagnostics")
         self._input.start()
@@ -89,6 +89,9 @@ class TrackerNode(Node):
         if TrackerSettings.from_values(self._values) != self._settings:
             self._tracker = self._new_tracker()
             self.get_logger().info(f"tracker settings changed: tracking afresh with {self._settings}")
+
+    def _on_lost(self, count: int) -> None:
+        self._counts["lost_in_transport"] += count
 
     def _on_detections(self, msg: Detection2DArray) -> None:
         self._counts["received"] += 1
