@@ -1,5 +1,6 @@
 """The main job, end to end: generate a YOLO node package, colcon build it, run the node on a recorded
-bag, print every frame's detections and save the annotated last frame.
+bag with ByteTrack on, print every frame's detections (with their track ids) and save the annotated last
+frame.
 
     scripts/demo [--bag PATH] [--weights PATH] [--backend onnx|openvino|cuda|rocm|tensorrt] [--record PATH]
 
@@ -80,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         for det in answer.detections:
             box, hypothesis = det.bbox, det.results[0].hypothesis
             x1, y1 = box.center.position.x - box.size_x / 2, box.center.position.y - box.size_y / 2
-            print(f"    {hypothesis.class_id:<14} {hypothesis.score:.3f}  box x1={x1:.0f} y1={y1:.0f} "
+            track = f"#{det.id}" if det.id else ""
+            print(f"    {track:>4} {hypothesis.class_id:<14} {hypothesis.score:.3f}  box x1={x1:.0f} y1={y1:.0f} "
                   f"w={box.size_x:.0f} h={box.size_y:.0f}")
     if probe.outputs[debug_topic]:
         args.out.mkdir(parents=True, exist_ok=True)
