@@ -89,6 +89,17 @@ def frame(value: int, stamp: int) -> Image:
     return image
 
 
+def sent_until_answered(probe, camera, image, answers: list, attempts: int = 10) -> bool:
+    """Publish `image` until an answer with its stamp arrives (3 s each try). A frame sent within
+    milliseconds of the camera's discovery can be lost on the way (seen in 2 of 6 full runs: the node had
+    just matched the new publisher); answers are told apart by their stamps."""
+    for _ in range(attempts):
+        camera.publish(image)
+        if probe.spin_until(lambda: any(a.header.stamp == image.header.stamp for a in answers), 3):
+            return True
+    return False
+
+
 def test_a_model_family_from_a_manifest_and_a_module_outside_the_package(tmp_path: Path) -> None:
     (tmp_path / "manifests").mkdir()
     (tmp_path / "manifests" / "brightness.yaml").write_text(MANIFEST)
@@ -119,16 +130,16 @@ def test_a_model_family_from_a_manifest_and_a_module_outside_the_package(tmp_pat
         camera = probe.node.create_publisher(Image, "/camera/image_raw", 10)
         assert probe.spin_until(lambda: camera.get_subscription_count() > 0, 30)
         answers = probe.outputs["/brightness_onnx/detections"]
-        for index, value in enumerate((255, 128, 10)):
-            camera.publish(frame(value, 100 + index))
-            assert probe.spin_until(lambda: len(answers) > index, 30), log.read_text()
+        for value, stamp in ((255, 100), (128, 101), (10, 102)):
+            assert sent_until_answered(probe, camera, frame(value, stamp), answers), log.read_text()
     finally:
         probe.close()
         code = stop(node)
     assert code == 0, log.read_text()
     assert probe.outputs["/brightness_onnx/label_info"][0].class_map[0].class_name == "bright"
-    assert [a.header.stamp.sec for a in answers] == [100, 101, 102]
-    white, grey, dark = answers
+    by_stamp = {answer.header.stamp.sec: answer for answer in answers}
+    assert sorted(by_stamp) == [100, 101, 102]
+    white, grey, dark = (by_stamp[stamp] for stamp in (100, 101, 102))
     assert len(dark.detections) == 0  # 10/255 is under confidence_threshold
     for answer, value in ((white, 255), (grey, 128)):
         detection, = answer.detections
