@@ -2,6 +2,7 @@
 ids in the order the boxes were given, a fresh start when stamps go back, the parameters' mapping."""
 from __future__ import annotations
 
+import logging
 import sys
 
 import numpy as np
@@ -9,8 +10,8 @@ import pytest
 
 pytest.importorskip("trackers", reason="tracking needs the trackers library (requirements/tracking.txt)")
 from vision_factory.errors import ConfigError  # noqa: E402
-from vision_factory.tracking import (NONE, TRACKERS, DetectionTracker, TrackerSettings,  # noqa: E402
-                                     tracker_parameters, tracker_problem)
+from vision_factory.tracking import (NONE, TIME_WENT_BACK, TRACKERS, DetectionTracker,  # noqa: E402
+                                     LiveTracker, TrackerSettings, tracker_parameters, tracker_problem)
 
 BOX_A, BOX_B = np.array([10.0, 10, 50, 90]), np.array([200.0, 100, 250, 200])
 
@@ -58,6 +59,22 @@ def test_stamps_going_back_start_tracking_afresh() -> None:
     first = run(tracker, [([BOX_A], 10 + f / 10) for f in range(3)])
     again = run(tracker, [([BOX_A], 10 + f / 10) for f in range(3)])
     assert first == again == [[""], ["1"], ["1"]] and tracker.resets == 1
+
+
+def test_a_live_tracker_starts_afresh_on_a_settings_change_only_and_says_so(caplog) -> None:
+    """What both kinds of node use: no ids while `none`; a new tracker (logged) when a tracker setting
+    changes, not when the values are given again; stamps going back logged and counted."""
+    logger = logging.getLogger("live_tracker")
+    values = {spec.name: spec.default for spec in tracker_parameters(NONE)}
+    live = LiveTracker(logger)
+    with caplog.at_level(logging.INFO, logger="live_tracker"):
+        live.configure(values)
+        assert live.ids(np.array([BOX_A]), np.array([0.9]), 0.0) is None
+        live.configure({**values, "tracker": "bytetrack"})
+        live.configure({**values, "tracker": "bytetrack"})
+        assert [live.ids(np.array([BOX_A]), np.array([0.9]), f / 10) for f in range(3)] == [[""], ["1"], ["1"]]
+        assert live.ids(np.array([BOX_A]), np.array([0.9]), 0.0) == [""] and live.resets == 1
+    assert caplog.text.count("tracking afresh with") == 1 and TIME_WENT_BACK in caplog.text
 
 
 def test_without_the_library_a_tracker_is_refused_with_what_to_install(monkeypatch) -> None:

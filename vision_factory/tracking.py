@@ -136,3 +136,39 @@ class DetectionTracker:
             for index, track_id in zip(tracked.data["index"].tolist(), tracked.tracker_id.tolist()):
                 ids[index] = str(track_id + 1) if track_id >= 0 else ""  # '0' reads as unset to many users
         return ids
+
+
+TIME_WENT_BACK = "the input's stamps went back in time (a bag played again?): tracking afresh"
+
+
+class LiveTracker:
+    """The tracker a node's parameters ask for, replaced (tracking afresh) when they change; what nodes
+    log about it. configure() and ids() may run on different threads: ids() uses the tracker it took."""
+
+    def __init__(self, logger: Any):
+        self._logger = logger
+        self.settings: TrackerSettings | None = None
+        self._tracker: DetectionTracker | None = None
+        self.resets = 0  # times stamps went back, over every tracker this one held
+
+    def configure(self, values: Mapping[str, Any]) -> None:
+        """Take the node's parameter values: a new tracker when the tracker settings in them changed."""
+        settings = TrackerSettings.from_values(values)
+        if settings == self.settings:
+            return
+        if self.settings is not None:
+            self._logger.info(f"tracker settings changed: tracking afresh with {settings}")
+        self.settings = settings
+        self._tracker = None if settings.kind == NONE else DetectionTracker(settings)
+
+    def ids(self, boxes_xyxy: np.ndarray, scores: np.ndarray, stamp_s: float) -> list[str] | None:
+        """DetectionTracker.update's ids for one frame; None while the tracker is `none`."""
+        tracker = self._tracker
+        if tracker is None:
+            return None
+        resets = tracker.resets
+        ids = tracker.update(boxes_xyxy, scores, stamp_s)
+        if tracker.resets != resets:
+            self.resets += 1
+            self._logger.info(TIME_WENT_BACK)
+        return ids

@@ -21,11 +21,10 @@ from vision_factory.drawing import colour_depth, draw_detections, draw_poses
 from vision_factory.output_kinds import OUTPUT_KINDS
 from vision_factory.poses import Poses, Skeleton
 from vision_factory.ros import messages
-from vision_factory.tracking import NONE, DetectionTracker, TrackerSettings, tracker_problem
+from vision_factory.tracking import LiveTracker, tracker_problem
 
 RESULT_QOS = QoSProfile(depth=10)
 LATCHED_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-TIME_WENT_BACK = "the input's stamps went back in time (a bag played again?): tracking afresh"
 
 
 def create_publishers(node: Node, kind: str) -> dict[str, Any]:
@@ -61,8 +60,7 @@ class DetectionOutput(Output):
         self._node = node
         self._publishers = create_publishers(node, "detections")
         self._label_info: tuple[tuple[str, ...], float] | None = None
-        self._tracking: TrackerSettings | None = None
-        self._tracker: DetectionTracker | None = None  # swapped whole: frames use the one they took
+        self._tracker = LiveTracker(node.get_logger())
 
     @staticmethod
     def option_problem(name: str, value: Any) -> str:
@@ -75,21 +73,12 @@ class DetectionOutput(Output):
             self._label_info = label_info
             header = Header(stamp=self._node.get_clock().now().to_msg())
             self._publishers["label_info"].publish(messages.label_info(*label_info, header))
-        tracking = TrackerSettings.from_values(values)
-        if tracking != self._tracking:
-            if self._tracking is not None:
-                self._node.get_logger().info(f"tracker settings changed: tracking afresh with {tracking}")
-            self._tracking = tracking
-            self._tracker = None if tracking.kind == NONE else DetectionTracker(tracking)
+        self._tracker.configure(values)
 
     def publish(self, result: Detections, header: Header, image_bgr: np.ndarray, debug_image: bool) -> None:
-        tracker = self._tracker
-        if tracker is not None:
-            resets = tracker.resets
-            result = replace(result, track_ids=tuple(tracker.update(result.boxes_xyxy, result.scores,
-                                                                    messages.stamp_seconds(header))))
-            if tracker.resets != resets:
-                self._node.get_logger().info(TIME_WENT_BACK)
+        track_ids = self._tracker.ids(result.boxes_xyxy, result.scores, messages.stamp_seconds(header))
+        if track_ids is not None:
+            result = replace(result, track_ids=tuple(track_ids))
         self._publishers["detections"].publish(messages.detection_array(result, header))
         if debug_image:
             self._publishers["debug_image"].publish(messages.bgr8_image(draw_detections(image_bgr, result), header))

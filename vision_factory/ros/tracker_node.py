@@ -27,8 +27,8 @@ from vision_factory.ros import diagnostics
 from vision_factory.ros.messages import stamp_seconds
 from vision_factory.ros.camera_input import CameraInput
 from vision_factory.ros.node import descriptor
-from vision_factory.ros.outputs import TIME_WENT_BACK, create_publishers
-from vision_factory.tracking import NONE, DetectionTracker, TrackerSettings, tracker_problem
+from vision_factory.ros.outputs import create_publishers
+from vision_factory.tracking import LiveTracker, tracker_problem
 
 
 class TrackerNode(Node):
@@ -52,8 +52,9 @@ class TrackerNode(Node):
             problem = self._value_problem(name, value)
             if problem:
                 raise ConfigError(f"parameter '{name}': {problem}")
-        self._tracker = self._new_tracker()  # used and replaced on the executor's one thread only
-        self._counts = {"received": 0, "lost_in_transport": 0, "published": 0, "tracked_last": 0, "resets": 0}
+        self._tracker = LiveTracker(self.get_logger())
+        self._tracker.configure(self._values)
+        self._counts = {"received": 0, "lost_in_transport": 0, "published": 0, "tracked_last": 0}
         self._last_received = time.monotonic()  # silence counts from the start
         self._topics = create_publishers(self, self._manifest.output)
         self.add_on_set_parameters_callback(self._check_parameters)
@@ -69,10 +70,6 @@ class TrackerNode(Node):
         self.get_logger().info(f"ready: {self._values['tracker']} on {self._input.topic}, publishing "
                                f"{self.resolve_topic_name('~/detections')}")
 
-    def _new_tracker(self) -> DetectionTracker | None:
-        self._settings = TrackerSettings.from_values(self._values)
-        return None if self._settings.kind == NONE else DetectionTracker(self._settings)
-
     def _value_problem(self, name: str, value: Any) -> str:
         return self._specs[name].validate(value) or (tracker_problem(value) if name == "tracker" else "")
 
@@ -86,9 +83,7 @@ class TrackerNode(Node):
 
     def _apply_parameters(self, parameters: list[Parameter]) -> None:
         self._values = {**self._values, **{p.name: p.value for p in parameters if p.name in self._specs}}
-        if TrackerSettings.from_values(self._values) != self._settings:
-            self._tracker = self._new_tracker()
-            self.get_logger().info(f"tracker settings changed: tracking afresh with {self._settings}")
+        self._tracker.configure(self._values)
 
     def _on_lost(self, count: int) -> None:
         self._counts["lost_in_transport"] += count
@@ -101,12 +96,9 @@ class TrackerNode(Node):
                           for d in msg.detections], np.float64).reshape(-1, 4)
         # A detection's score is its best hypothesis' (vision_msgs allows several).
         scores = np.array([max((r.hypothesis.score for r in d.results), default=1.0) for d in msg.detections])
-        tracker = self._tracker
-        resets = tracker.resets if tracker else 0
-        ids = tracker.update(boxes, scores, stamp_seconds(msg.header)) if tracker else [""] * len(msg.detections)
-        if tracker and tracker.resets != resets:
-            self._counts["resets"] += 1
-            self.get_logger().info(TIME_WENT_BACK)
+        ids = self._tracker.ids(boxes, scores, stamp_seconds(msg.header))
+        if ids is None:  # tracker none: passed on without ids
+            ids = [""] * len(msg.detections)
         for detection, track_id in zip(msg.detections, ids):
             detection.id = track_id
         self._topics["detections"].publish(msg)
@@ -126,7 +118,8 @@ class TrackerNode(Node):
             level, message = DiagnosticStatus.WARN, f"{tracker}: no input for {silent_s:.0f} s"
         values = {"state": "running", "tracker": tracker, "input": self._input.topic,
                   "matched_publishers": str(self._input.matched_publishers()),
-                  "seconds_since_input": f"{silent_s:.1f}", **{k: str(v) for k, v in self._counts.items()}}
+                  "seconds_since_input": f"{silent_s:.1f}", "resets": str(self._tracker.resets),
+                  **{k: str(v) for k, v in self._counts.items()}}
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: tracking", message=message,
                                   hardware_id="cpu", values=[KeyValue(key=k, value=v) for k, v in values.items()])
         self._diagnostics.publish(diagnostics.diagnostic_array(status, Header(stamp=self.get_clock().now().to_msg())))
