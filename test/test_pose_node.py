@@ -18,6 +18,7 @@ pytest.importorskip("onnx")
 from node_harness import (decoded, diagnostics_of, image_messages, launched, replay_and_collect,  # noqa: E402
                           set_parameter)
 
+from vision_factory.ros import messages  # noqa: E402
 from vision_factory.tools.stand_in_models import (KEYPOINTS, PEAK_X, PEAK_Y, expected_keypoints,  # noqa: E402
                                             fixed_boxes_detector, known_answer_pose_model, peak_bins)
 from vision_factory.tools.workspace import stop  # noqa: E402
@@ -39,9 +40,7 @@ def models(tmp_path_factory) -> dict:
 
 def boxes_of(answer) -> np.ndarray:
     """x1, y1, x2, y2 of each pose's bbox in a KeypointPoseArray."""
-    return np.array([[p.bbox.center.position.x - p.bbox.size_x / 2, p.bbox.center.position.y - p.bbox.size_y / 2,
-                      p.bbox.center.position.x + p.bbox.size_x / 2, p.bbox.center.position.y + p.bbox.size_y / 2]
-                     for p in answer.poses]).reshape(-1, 4)
+    return messages.boxes_xyxy(p.bbox for p in answer.poses)
 
 
 def keypoints_of(answer) -> np.ndarray:

@@ -22,6 +22,7 @@ from rclpy.serialization import serialize_message  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose  # noqa: E402
 
+from vision_factory.ros.messages import boxes_xyxy  # noqa: E402
 from vision_factory.tools.bag_replay import BagMessage  # noqa: E402
 from vision_factory.tools.workspace import stop  # noqa: E402
 from vision_factory.tracking import DetectionTracker, TrackerSettings  # noqa: E402
@@ -78,7 +79,8 @@ def detection_messages(frames: list, start_s: float = 100.0) -> list[BagMessage]
         array = Detection2DArray(header=header)
         for box, score in zip(boxes.tolist(), scores.tolist()):
             detection = Detection2D(header=header)
-            detection.bbox.center.position.x, detection.bbox.center.position.y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+            centre = detection.bbox.center.position
+            centre.x, centre.y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
             detection.bbox.size_x, detection.bbox.size_y = box[2] - box[0], box[3] - box[1]
             hypothesis = ObjectHypothesisWithPose()
             hypothesis.hypothesis.class_id, hypothesis.hypothesis.score = "person", score
@@ -87,12 +89,6 @@ def detection_messages(frames: list, start_s: float = 100.0) -> list[BagMessage]
         messages.append(BagMessage(DETECTOR_TOPIC, "vision_msgs/msg/Detection2DArray", serialize_message(array),
                                    round(index / FPS * 1e9)))
     return messages
-
-
-def boxes_of(array: Detection2DArray) -> np.ndarray:
-    return np.array([[d.bbox.center.position.x - d.bbox.size_x / 2, d.bbox.center.position.y - d.bbox.size_y / 2,
-                      d.bbox.center.position.x + d.bbox.size_x / 2, d.bbox.center.position.y + d.bbox.size_y / 2]
-                     for d in array.detections]).reshape(-1, 4)
 
 
 def mot_metrics(truth: list, tracked: list[tuple[np.ndarray, list[str]]], name: str) -> dict:
@@ -195,7 +191,7 @@ def test_the_tracker_node_on_tud_campus_against_ultralytics_bytetrack(workspace,
     for answer, (boxes, scores) in zip(answers, frames):
         stamp = answer.header.stamp.sec + answer.header.stamp.nanosec * 1e-9
         assert [d.id for d in answer.detections] == in_process.update(boxes, scores, stamp)
-        assert np.allclose(boxes_of(answer), boxes) and answer.header.frame_id == "camera"
+        assert np.allclose(boxes_xyxy(d.bbox for d in answer.detections), boxes) and answer.header.frame_id == "camera"
         assert [d.results[0].hypothesis.class_id for d in answer.detections] == ["person"] * len(boxes)
     assert any(d.id for answer in answers for d in answer.detections)
 
@@ -205,11 +201,13 @@ def test_the_tracker_node_on_tud_campus_against_ultralytics_bytetrack(workspace,
     for seed in SEEDS:
         frames = noisy_detections(truth, seed)
         tracker = DetectionTracker(TrackerSettings(kind="bytetrack"))
-        ours = [(boxes, tracker.update(boxes, scores, 100 + index / FPS)) for index, (boxes, scores) in enumerate(frames)]
+        ours = [(boxes, tracker.update(boxes, scores, 100 + index / FPS))
+                for index, (boxes, scores) in enumerate(frames)]
         for name, tracked in zip(names, (ours, ultralytics_tracks(frames, 25), ultralytics_tracks(frames, 1))):
             metrics[name].append(mot_metrics(truth, tracked, name))
             gaps[name] += ids_across_gaps(truth, tracked)
-    mean = {name: {key: float(np.mean([row[key] for row in rows])) for key in rows[0]} for name, rows in metrics.items()}
+    mean = {name: {key: float(np.mean([row[key] for row in rows])) for key in rows[0]}
+            for name, rows in metrics.items()}
     with capsys.disabled():
         print(f"\nTUD-Campus with noise, mean of {len(SEEDS)} draws: MOTA, IDF1, id switches, ids kept across gaps")
         for name in names:
@@ -264,8 +262,8 @@ def test_yolo_with_its_tracker_keeps_ids_for_people_who_stay_in_view(workspace, 
     assert not refused[0] and "not one of" in refused[1]
     assert untracked and not any(d.id for answer in untracked for d in answer.detections)
     assert len(answers) == len(messages) >= 5
-    people = [[(boxes_of_detection(d), d.id) for d in a.detections if d.results[0].hypothesis.class_id == "person"]
-              for a in answers]
+    people = [[(box, d.id) for box, d in zip(boxes_xyxy(d.bbox for d in a.detections), a.detections)
+               if d.results[0].hypothesis.class_id == "person"] for a in answers]
     followed = kept = 0
     for earlier, later in zip(people[1:], people[2:]):
         for box, track_id in later:
@@ -274,8 +272,3 @@ def test_yolo_with_its_tracker_keeps_ids_for_people_who_stay_in_view(workspace, 
             if overlap >= 0.5:
                 followed, kept = followed + 1, kept + (track_id == earlier_id)
     assert followed >= 10 and kept >= 0.9 * followed, (kept, followed)
-
-
-def boxes_of_detection(detection: Detection2D) -> np.ndarray:
-    centre, size = detection.bbox.center.position, (detection.bbox.size_x, detection.bbox.size_y)
-    return np.array([centre.x - size[0] / 2, centre.y - size[1] / 2, centre.x + size[0] / 2, centre.y + size[1] / 2])

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
-from vision_msgs.msg import (Detection2D, Detection2DArray, LabelInfo, ObjectHypothesisWithPose,
+from vision_msgs.msg import (BoundingBox2D, Detection2D, Detection2DArray, LabelInfo, ObjectHypothesisWithPose,
                              VisionClass)
 
 from vision_factory.detections import Detections
@@ -32,6 +32,13 @@ def detection_array(detections: Detections, header: Header) -> Detection2DArray:
         det.results.append(hypothesis)
         out.detections.append(det)
     return out
+
+
+def boxes_xyxy(boxes: Iterable[BoundingBox2D]) -> np.ndarray:
+    """(N, 4) x1, y1, x2, y2 of vision_msgs boxes (centre and size), float64."""
+    return np.array([[box.center.position.x - box.size_x / 2, box.center.position.y - box.size_y / 2,
+                      box.center.position.x + box.size_x / 2, box.center.position.y + box.size_y / 2]
+                     for box in boxes], np.float64).reshape(-1, 4)
 
 
 def stamp_seconds(header: Header) -> float:

@@ -24,7 +24,7 @@ from vision_factory.errors import ConfigError
 from vision_factory.manifest import load_manifest
 from vision_factory.parameters import ParameterSpec, node_parameters, parameter_differences
 from vision_factory.ros import diagnostics
-from vision_factory.ros.messages import stamp_seconds
+from vision_factory.ros.messages import boxes_xyxy, stamp_seconds
 from vision_factory.ros.camera_input import CameraInput
 from vision_factory.ros.node import descriptor
 from vision_factory.ros.outputs import create_publishers
@@ -91,9 +91,7 @@ class TrackerNode(Node):
     def _on_detections(self, msg: Detection2DArray) -> None:
         self._counts["received"] += 1
         self._last_received = time.monotonic()
-        boxes = np.array([[d.bbox.center.position.x - d.bbox.size_x / 2, d.bbox.center.position.y - d.bbox.size_y / 2,
-                           d.bbox.center.position.x + d.bbox.size_x / 2, d.bbox.center.position.y + d.bbox.size_y / 2]
-                          for d in msg.detections], np.float64).reshape(-1, 4)
+        boxes = boxes_xyxy(d.bbox for d in msg.detections)
         # A detection's score is its best hypothesis' (vision_msgs allows several).
         scores = np.array([max((r.hypothesis.score for r in d.results), default=1.0) for d in msg.detections])
         ids = self._tracker.ids(boxes, scores, stamp_seconds(msg.header))
