@@ -15,7 +15,7 @@ from vision_factory.backends import BACKENDS, ONNXRUNTIME_GPU_BACKENDS
 from vision_factory.errors import ConfigError
 from vision_factory.export_cache import ExportCache
 from vision_factory.generator import plan_package, supported_pairs, write_package
-from vision_factory.loaded_model import DEFAULT_FRAME_HW, prepare_artifacts
+from vision_factory.loaded_model import DEFAULT_FRAME_HW, export_options, prepare_artifacts, resolve_weights
 from vision_factory.manifest import load_manifest
 from vision_factory.parameters import parse_assignments
 
@@ -83,8 +83,10 @@ def _warm(args: argparse.Namespace, cache: ExportCache) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     values["cache_dir"] = str(cache.root)
     width, height = args.frame_size
-    artifacts = prepare_artifacts(plan.manifest, plan.backend, values, logging.getLogger("vision-factory"),
-                                  frame_hw=(height, width))
+    paths = resolve_weights(plan.manifest, values)
+    artifacts = prepare_artifacts(plan.manifest, plan.backend, values, paths,
+                                  export_options(plan.manifest, values, paths, (height, width)),
+                                  logging.getLogger("vision-factory"))
     for role, artifact in artifacts.items():
         print(f"{role}: {'exported' if artifact.exported else 'already cached'}: {artifact.path}")
 

@@ -89,14 +89,14 @@ def export_options(manifest: Manifest, values: Mapping[str, Any], paths: Mapping
     return result
 
 
-def prepare_artifacts(manifest: Manifest, backend: Backend, values: Mapping[str, Any], logger: Any,
-                      on_export: Callable[[], None] | None = None, frame_hw: tuple[int, int] = DEFAULT_FRAME_HW,
-                      paths: Mapping[str, Path] | None = None) -> dict[str, Artifact]:
-    """Per weights parameter of the manifest: resolve the weights it names (unless `paths` gives them),
-    then load or export the backend's artifact of them for frames of frame_hw through the cache."""
+def prepare_artifacts(manifest: Manifest, backend: Backend, values: Mapping[str, Any], paths: Mapping[str, Path],
+                      options: Mapping[str, Mapping[str, Any]], logger: Any,
+                      on_export: Callable[[], None] | None = None) -> dict[str, Artifact]:
+    """Per weights parameter of the manifest: load or export the backend's artifact of its weights
+    (`paths`, from resolve_weights) made with its options (`options`, from export_options) through the
+    cache."""
     cache = ExportCache(values.get("cache_dir") or None)
-    paths = paths or resolve_weights(manifest, values)
-    options, backend_options = export_options(manifest, values, paths, frame_hw), backend.options(values)
+    backend_options = backend.options(values)
     artifacts = {}
     for weights in manifest.weights:
         role = weights.parameter
@@ -119,11 +119,11 @@ def load_model(manifest: Manifest, backend: Backend, values: Mapping[str, Any],
     """
     frame_hw = tuple(frame_hw or DEFAULT_FRAME_HW)
     paths = resolve_weights(manifest, values)
-    artifacts = prepare_artifacts(manifest, backend, values, logger, on_export, frame_hw, paths)
-    backend_options = backend.options(values)
-    sessions = {role: backend.open(artifact, backend_options, logger) for role, artifact in artifacts.items()}
     sizing = partial(export_options, manifest, dict(values), paths)
     options = sizing(frame_hw)
+    artifacts = prepare_artifacts(manifest, backend, values, paths, options, logger, on_export)
+    backend_options = backend.options(values)
+    sessions = {role: backend.open(artifact, backend_options, logger) for role, artifact in artifacts.items()}
     model = manifest.load_module().build_model(
         sessions, {role: artifact.metadata for role, artifact in artifacts.items()}, options["model"], logger)
     # Runtimes allocate and prepack on the first inference (0.3-0.5 s here): pay it now, off the frame path.
