@@ -4,6 +4,10 @@
 
 managed:=true starts the node's lifecycle executable (<executable>_managed) as a launch_ros LifecycleNode:
 it waits unconfigured for a lifecycle manager (or `ros2 lifecycle set <node> configure`, then activate).
+A tracker package (bytetrack) takes its input from `detections` instead of `image`, and has no managed
+executable:
+
+    ros2 launch vision_factory node.launch.py package:=bytetrack detections:=/yolo_onnx/detections
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
@@ -20,7 +24,8 @@ def generate_launch_description() -> LaunchDescription:
         name=LaunchConfiguration("node_name"),
         namespace=LaunchConfiguration("namespace"),
         parameters=[LaunchConfiguration("params_file")],
-        remappings=[("image_raw", LaunchConfiguration("image"))],
+        # Each node subscribes to one of these; a rule for a name a node does not use changes nothing.
+        remappings=[("image_raw", LaunchConfiguration("image")), ("detections", LaunchConfiguration("detections"))],
         arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
         output="screen",
     )
@@ -33,6 +38,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("image", default_value="/camera/image_raw",
                               description="Input sensor_msgs/Image topic (its /compressed sibling when "
                                           "input_compressed is true)."),
+        DeclareLaunchArgument("detections", default_value="/detections",
+                              description="Input vision_msgs/Detection2DArray topic of a tracker package "
+                                          "(bytetrack): any detector's."),
         DeclareLaunchArgument("params_file", description="Parameter file of the node.",
                               default_value=PathJoinSubstitution([FindPackageShare(package), "config",
                                                                   "params.yaml"])),
@@ -40,7 +48,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("log_level", default_value="info", description="Logging level."),
         DeclareLaunchArgument("managed", default_value="false", choices=["true", "false"],
                               description="Run as a lifecycle (managed) node: configure loads the model, "
-                                          "activate starts processing."),
+                                          "activate starts processing (inference packages)."),
         Node(executable=LaunchConfiguration("executable"), condition=UnlessCondition(managed), **common),
         LifecycleNode(executable=[LaunchConfiguration("executable"), "_managed"],
                       condition=IfCondition(managed), **common),

@@ -193,7 +193,8 @@ def test_a_tracker_manifest_makes_one_package_without_a_backend(tmp_path: Path) 
     assert defaults["tracker"] == "bytetrack" and "model" not in defaults and "input_reliability" in defaults
     assert module.BytetrackNode.__mro__[1].__name__ == "TrackerNode" and not hasattr(module, "main_managed")
     assert "_managed" not in (root / "setup.py").read_text()
-    assert '"tracker.launch.py"' in (root / "launch" / "bytetrack.launch.py").read_text()
+    launch = (root / "launch" / "bytetrack.launch.py").read_text()
+    assert '"node.launch.py"' in launch and "detections:=/yolo_onnx/detections" in launch
     assert "detections:=/yolo_onnx/detections" in (root / "README.md").read_text()
     with pytest.raises(ConfigError, match="runs no network, so it has no backends"):
         plan_package("bytetrack", "onnx")
@@ -275,8 +276,8 @@ def test_the_shared_launch_file_declares_its_arguments() -> None:
     tree = ast.parse((Path(__file__).parent.parent / "launch" / "node.launch.py").read_text())
     declared = {node.args[0].value for node in ast.walk(tree)
                 if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument"}
-    assert declared == {"package", "executable", "node_name", "image", "params_file", "namespace", "log_level",
-                        "managed"}
+    assert declared == {"package", "executable", "node_name", "image", "detections", "params_file", "namespace",
+                        "log_level", "managed"}
 
 
 def test_a_node_generated_for_other_parameters_exits_with_one_line(tmp_path: Path) -> None:
