@@ -4,9 +4,9 @@ A manifest says which node runs it (`node`: an inference node, the default, or a
 network and so has no module, weights or backends), which Python module implements the model, what it
 publishes (an output kind of vision_factory.output_kinds), which backends it lacks (it runs on all of them
 by default), which runtime its cuda / rocm backends use, which weights it loads besides `model` (each one
-a parameter, e.g. a pose model's person detector) and which parameters it adds. Unknown keys, wrong types and unknown backends or
-outputs are rejected with an error naming the manifest and the field. Manifests ship in
-vision_factory/manifests/; more can live outside the package ($VISION_FACTORY_MANIFESTS).
+a parameter, e.g. a pose model's person detector) and which parameters it adds. Unknown keys, wrong types
+and unknown backends or outputs are rejected with an error naming the manifest and the field. Manifests
+ship in vision_factory/manifests/; more can live outside the package ($VISION_FACTORY_MANIFESTS).
 """
 from __future__ import annotations
 
