@@ -19,11 +19,13 @@ from vision_factory.export_cache import ExportCache, sha256_path
 @dataclass(frozen=True)
 class Artifact:
     """What a session opens: `path` (or an already loaded PyTorch `module`) and the model's metadata
-    (e.g. class names). `exported` is True when this launch had to export."""
+    (e.g. class names). `exported` is True when this launch had to export. `name`: the model's, or
+    "<model>.<weights parameter>" for its other weights (what the cache and a model repository call it)."""
 
     path: Path
     metadata: dict[str, str]
     exported: bool
+    name: str
     module: Any = None
 
 
@@ -53,9 +55,9 @@ def prepare_artifact(model: Any, model_name: str, backend: Backend, weights: Pat
             raise ConfigError(f"the {backend.name} backend runs PyTorch weights ({model.CHECKPOINTS}); "
                               f"'{weights}' is not one")
         module, metadata = model.load_torch(weights, options)
-        return Artifact(weights, metadata, exported=False, module=module)
+        return Artifact(weights, metadata, exported=False, name=model_name, module=module)
     if is_onnx and backend.converter is None:
-        return Artifact(weights, read_onnx_metadata(weights), exported=False)
+        return Artifact(weights, read_onnx_metadata(weights), exported=False, name=model_name)
 
     fields = {"model": model_name, "weights_sha256": sha256_path(weights), "weights_format": weights.suffix,
               "backend": backend.name, "options": dict(options), **backend.runtime_fields(backend_options)}
@@ -80,4 +82,4 @@ def prepare_artifact(model: Any, model_name: str, backend: Backend, weights: Pat
     entry = cache.get_or_build(fields, backend.artifact_filename, build, logger, on_export)
     if not entry.built:
         logger.info(f"loaded the cached {backend.name} export {entry.path}")
-    return Artifact(entry.path, dict(entry.metadata["model_metadata"]), exported=entry.built)
+    return Artifact(entry.path, dict(entry.metadata["model_metadata"]), exported=entry.built, name=model_name)
