@@ -22,5 +22,13 @@ class Session(Protocol):
         ...
 
 
+class ReportingSession(Protocol):
+    """A session with figures of its own for diagnostics (e.g. a server's round trips and failures)."""
+
+    def report(self) -> tuple[str, dict[str, str]]:
+        """(a warning for diagnostics, '' when all is well; named values to show)."""
+        ...
+
+
 class BackendError(RuntimeError):
     """A backend cannot be opened with the requested settings; the text says what is available."""

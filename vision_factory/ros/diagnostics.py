@@ -7,7 +7,8 @@ Level rules (also in the README):
          for more than diagnostics_no_input_s (with the likely cause when a publisher is matched);
          frames lost in transport within the last window; at least REJECTED_SHARE of the frames of
          the last window rejected (with the latest reason); or p99 latency (received -> published)
-         above diagnostics_latency_ms
+         above diagnostics_latency_ms; or the session reports a problem (the remote backend: requests
+         to the inference server failed within the last 10 s)
   OK     otherwise
 """
 from __future__ import annotations
@@ -65,6 +66,9 @@ def inference_status(node_name: str, backend: str, state: str, live: LiveModel, 
     active session, rates, latency and the rules above."""
     loaded = live.current
     warnings = []
+    session_warning, session_values = session_report(loaded)
+    if session_warning:
+        warnings.append(session_warning)
     if live.last_error and state != ERROR:
         warnings.append("last rebuild failed")
     if state == RUNNING and stats["seconds_since_input"] > no_input_s:
@@ -95,12 +99,19 @@ def inference_status(node_name: str, backend: str, state: str, live: LiveModel, 
         "active": loaded.session.active if loaded else "",
         "model": loaded.manifest.name if loaded else "",
         **weights_values(loaded),
+        **session_values,
         "dropped_frames": str(dropped),
         **{key: "" if value is None else str(value) for key, value in stats.items()},
         "last_error": live.last_error,
     }
     return DiagnosticStatus(level=level, name=f"{node_name}: inference", message=message,
                             hardware_id=backend, values=[KeyValue(key=k, value=v) for k, v in values.items()])
+
+
+def session_report(loaded: Any) -> tuple[str, dict[str, str]]:
+    """What the serving session reports of itself (backends.session.ReportingSession), if it does."""
+    report = getattr(loaded.session, "report", None) if loaded is not None else None
+    return report() if report is not None else ("", {})
 
 
 def weights_values(loaded: Any) -> dict[str, str]:
