@@ -1,5 +1,5 @@
 """The `vision-factory` command: list models and backends, generate node packages, manage the export cache,
-benchmark the nodes.
+export networks for an inference server, benchmark the nodes.
 
 Errors a user can fix exit with code 2 and one line saying why.
 """
@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vision_factory.artifacts import Artifact
 from vision_factory.backends import BACKENDS, ONNXRUNTIME_GPU_BACKENDS
 from vision_factory.errors import ConfigError
 from vision_factory.export_cache import ExportCache
@@ -73,7 +74,14 @@ def _cache(args: argparse.Namespace) -> None:
 
 def _warm(args: argparse.Namespace, cache: ExportCache) -> None:
     """Export exactly what a node with these parameters would load, without opening a session."""
-    plan = plan_package(args.model, args.backend, weights=args.weights)
+    for role, artifact in _artifacts(args, args.backend, cache).items():
+        print(f"{role}: {'exported' if artifact.exported else 'already cached'}: {artifact.path}")
+
+
+def _artifacts(args: argparse.Namespace, backend: str, cache: ExportCache) -> dict[str, Artifact]:
+    """The artifacts a <model>_<backend> node with args' weights, parameters and frame size loads, exported
+    into `cache` if need be."""
+    plan = plan_package(args.model, backend, weights=args.weights)
     values: dict[str, Any] = plan.defaults()
     values.update(parse_assignments(args.param, values))
     for spec in plan.parameters:
@@ -84,11 +92,27 @@ def _warm(args: argparse.Namespace, cache: ExportCache) -> None:
     values["cache_dir"] = str(cache.root)
     width, height = args.frame_size
     paths = resolve_weights(plan.manifest, values)
-    artifacts = prepare_artifacts(plan.manifest, plan.backend, values, paths,
-                                  export_options(plan.manifest, values, paths, (height, width)),
-                                  logging.getLogger("vision-factory"))
-    for role, artifact in artifacts.items():
-        print(f"{role}: {'exported' if artifact.exported else 'already cached'}: {artifact.path}")
+    return prepare_artifacts(plan.manifest, plan.backend, values, paths,
+                             export_options(plan.manifest, values, paths, (height, width)),
+                             logging.getLogger("vision-factory"))
+
+
+def _export(args: argparse.Namespace) -> None:
+    """Write the networks a remote node of these parameters sends its tensors to into a model repository."""
+    try:
+        from vision_factory import model_repository
+    except ImportError as e:
+        raise ConfigError(f"export needs the remote backend's packages (pip install -r requirements/remote.txt): "
+                          f"{e}") from e
+    repository = Path(args.repository)
+    for role, artifact in _artifacts(args, "remote", ExportCache(args.cache_dir)).items():
+        name = model_repository.server_model_name(artifact.name, args.name or "")
+        folder = model_repository.write_model(repository, name, args.version, artifact.path, args.max_batch_size,
+                                              args.instances, args.instance_kind, source=args.weights or "")
+        print(f"{role}: wrote {folder} (model_name {name}, version {args.version})")
+    name_parameter = f" -p model_name:={args.name}" if args.name else ""
+    print(f"serve it (e.g. tritonserver --model-repository {repository}) and run the node with "
+          f"-p server_url:=grpc://HOST:8001{name_parameter}")
 
 
 def frame_size(text: str) -> tuple[int, int]:
@@ -118,12 +142,27 @@ def main(argv: list[str] | None = None) -> None:
     cache.add_argument("--model", help="warm: the model")
     cache.add_argument("--backend", help="warm: the backend")
     cache.add_argument("--weights", help="warm: weights path (default: the model's default weights name)")
-    cache.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                       help="warm: a node parameter, as the node will have it (e.g. -p imgsz=320)")
-    cache.add_argument("--frame-size", type=frame_size, default="{}x{}".format(*DEFAULT_FRAME_HW[::-1]),
-                       metavar="WIDTHxHEIGHT",
-                       help="warm: the camera's frame size, for models sized by it (depth at input size 0; "
-                            "default %(default)s)")
+    export = commands.add_parser("export", help="write a model's networks into an inference server's model "
+                                                "repository (Triton's layout and config.pbtxt), for the remote backend")
+    export.add_argument("--model", required=True)
+    export.add_argument("--weights", help="weights path (default: the model's default weights name)")
+    export.add_argument("--repository", required=True, help="the model repository folder (created if need be)")
+    export.add_argument("--name", help="the model's name on the server (default: the model's, e.g. yolo); "
+                                       "the node's model_name parameter")
+    export.add_argument("--version", type=int, default=1, help="version folder to write (default %(default)s)")
+    export.add_argument("--max-batch-size", type=int, default=8,
+                        help="largest batch the server forms, for networks with a dynamic batch axis (default "
+                             "%(default)s; networks of a fixed batch get 0)")
+    export.add_argument("--instances", type=int, default=1, help="copies of the model the server runs")
+    export.add_argument("--instance-kind", choices=["auto", "cpu", "gpu"], default="auto")
+    for command in (cache, export):
+        command.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                             help="a node parameter, as the node will have it (e.g. -p imgsz=320)")
+        command.add_argument("--frame-size", type=frame_size, default="{}x{}".format(*DEFAULT_FRAME_HW[::-1]),
+                             metavar="WIDTHxHEIGHT",
+                             help="the camera's frame size, for models sized by it (depth at input size 0; "
+                                  "default %(default)s)")
+    export.add_argument("--cache-dir", help="where the export is cached (default: as for the nodes)")
     # Listed here for --help; its own parser takes its options (argparse's REMAINDER would refuse them).
     commands.add_parser("bench", add_help=False, help="benchmark every runnable node against each model's "
                                                       "baseline (vision-factory bench --help)")
@@ -140,6 +179,8 @@ def main(argv: list[str] | None = None) -> None:
             _list()
         elif args.command == "generate":
             _generate(args)
+        elif args.command == "export":
+            _export(args)
         else:
             _cache(args)
     except ConfigError as e:
