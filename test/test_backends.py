@@ -79,7 +79,8 @@ def test_openvino_converts_and_runs_on_cpu_and_auto(doubling_onnx: Path, tmp_pat
 
 def test_registry_lookup_and_missing_runtimes() -> None:
     assert get_backend("cuda").runtime is get_backend("rocm").runtime  # one implementation, two rows
-    with pytest.raises(ConfigError, match="unknown backend 'vulkan' \\(known: onnx, openvino, tensorrt, cuda, rocm\\)"):
+    known = "onnx, openvino, tensorrt, cuda, rocm, remote"
+    with pytest.raises(ConfigError, match=f"unknown backend 'vulkan' \\(known: {known}\\)"):
         get_backend("vulkan")
     def needs_an_absent_runtime(*_: object) -> None:
         import vision_factory_no_such_runtime  # noqa: F401

@@ -21,7 +21,7 @@ name: toy
 summary: A toy detector
 module: vision_factory.models.yolo
 output: detections
-unsupported_backends: [openvino, tensorrt, cuda, rocm]
+unsupported_backends: [openvino, tensorrt, cuda, rocm, remote]
 default_weights: toy.onnx
 parameters:
   threshold: {type: double, default: 0.5, range: [0.0, 1.0], description: A threshold.}

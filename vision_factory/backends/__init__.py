@@ -14,7 +14,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Mapping
 
-from vision_factory.backends import onnxruntime_session, openvino_session, tensorrt_session, torch_session
+from vision_factory.backends import (onnxruntime_session, openvino_session, remote_session, tensorrt_session,
+                                     torch_session)
 from vision_factory.backends.session import Session
 from vision_factory.errors import ConfigError
 from vision_factory.parameters import ParameterSpec
@@ -143,6 +144,34 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
             ParameterSpec("precision", "string", "fp32", "Inference precision (fp16 on GPU only).",
                           choices=("fp32", "fp16"), applies="rebuild"),
             _ACTIVE_DEVICE,
+        )),
+    Backend(
+        name="remote", summary="An inference server (Triton, KServe, OpenVINO Model Server, MLServer) over the "
+                               "Open Inference Protocol",
+        runtime=remote_session, opener=remote_session.open_session,
+        loads="onnx", artifact_filename="model.onnx", requirements="remote.txt", pip_packages=("tritonclient",),
+        parameters=(
+            ParameterSpec("server_url", "string", "grpc://localhost:8001", "The server: grpc://host:port (the "
+                          "default protocol), http://host:port, or grpcs:// / https:// for TLS.", applies="rebuild"),
+            ParameterSpec("model_name", "string", "", "The network's name on the server; empty: the model's "
+                          "(e.g. yolo), as `vision-factory export --repository` names it. Other weights of a model "
+                          "are served as <name>_<weights parameter>.", applies="rebuild"),
+            ParameterSpec("model_version", "string", "", "The version to use; empty: the server's choice.",
+                          applies="rebuild"),
+            ParameterSpec("connect_timeout_s", "double", 5.0, "Longest wait for the server to answer while "
+                          "connecting.", range=(0.1, 600.0), applies="rebuild"),
+            ParameterSpec("request_timeout_s", "double", 10.0, "Longest wait for one inference.",
+                          range=(0.01, 600.0), applies="rebuild"),
+            ParameterSpec("retries", "integer", 2, "Times a request the server did not answer is sent again "
+                          "(after 0.1 s, then twice as long each time, at most 1 s).", range=(0, 10),
+                          applies="rebuild"),
+            ParameterSpec("tls_ca_file", "string", "", "PEM file of the certificate authorities to trust with "
+                          "grpcs:// / https://; empty: the system's.", applies="rebuild"),
+            ParameterSpec("auth_header_env", "string", "", "Name of an environment variable holding a header "
+                          "sent with every request, e.g. 'Authorization: Bearer ...' (not a parameter: any node "
+                          "can read those); empty: none.", applies="rebuild"),
+            ParameterSpec("active_server", "string", "", "The server and model really answering.",
+                          applies="report"),
         )),
 )}
 
