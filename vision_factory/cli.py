@@ -99,16 +99,17 @@ def _artifacts(args: argparse.Namespace, backend: str, cache: ExportCache) -> di
 
 def _export(args: argparse.Namespace) -> None:
     """Write the networks a remote node of these parameters sends its tensors to into a model repository."""
-    try:
-        from vision_factory import model_repository
-    except ImportError as e:
-        raise ConfigError(f"export needs the remote backend's packages (pip install -r requirements/remote.txt): "
-                          f"{e}") from e
+    from vision_factory.model_repository import server_model_name, write_model
+
     repository = Path(args.repository)
     for role, artifact in _artifacts(args, "remote", ExportCache(args.cache_dir)).items():
-        name = model_repository.server_model_name(artifact.name, args.name or "")
-        folder = model_repository.write_model(repository, name, args.version, artifact.path, args.max_batch_size,
-                                              args.instances, args.instance_kind, source=args.weights or "")
+        name = server_model_name(artifact.name, args.name or "")
+        try:
+            folder = write_model(repository, name, args.version, artifact.path, args.max_batch_size, args.instances,
+                                 args.instance_kind, source=args.weights or "")
+        except ImportError as e:
+            raise ConfigError(f"export needs the remote backend's packages (pip install -r "
+                              f"requirements/remote.txt): {e}") from e
         print(f"{role}: wrote {folder} (model_name {name}, version {args.version})")
     name_parameter = f" -p model_name:={args.name}" if args.name else ""
     print(f"serve it (e.g. tritonserver --model-repository {repository}) and run the node with "
