@@ -6,11 +6,14 @@ one process cannot hold twice.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -81,3 +84,49 @@ class Server:
         if self.process is not None:
             stop(self.process)
             self.process = None
+
+
+class TlsProxy:
+    """TLS in front of a server's plain port, as a load balancer terminates it: a certificate for 127.0.0.1
+    made with the openssl command (`certificate`: the one file a client must trust), bytes relayed both ways
+    on a thread of its own. Offers h2 (gRPC) and http/1.1 by ALPN."""
+
+    def __init__(self, target_port: int, folder: Path):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.certificate, key = folder / "server.pem", folder / "server.key"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", str(key), "-out", str(self.certificate)], check=True, capture_output=True)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.certificate, key)
+        context.set_alpn_protocols(["h2", "http/1.1"])
+        self.port, self._target = free_port(), target_port
+        self._loop = asyncio.new_event_loop()
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(self._relay, "127.0.0.1", self.port, ssl=context))
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+    async def _relay(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        try:
+            server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self._target)
+        except OSError:
+            client_writer.close()
+            return
+
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while data := await reader.read(1 << 16):
+                    writer.write(data)
+                    await writer.drain()
+            except (OSError, ssl.SSLError):
+                pass
+            finally:
+                writer.close()
+
+        await asyncio.gather(pipe(client_reader, server_writer), pipe(server_reader, client_writer))
+
+    def close(self) -> None:
+        self._server.close()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -14,13 +15,13 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import IMAGES, INT8_ONNX, asset
+from conftest import ASSETS, BAG, CHECKPOINT, IMAGES, INT8_ONNX, asset
 from reference import from_message
 
 pytest.importorskip("tritonclient.grpc", reason="the remote backend's client (requirements/remote.txt)")
 if importlib.util.find_spec("mlserver") is None:  # not imported here: see oip_server.py
     pytest.skip("the test server MLServer is not installed (requirements/test.txt)", allow_module_level=True)
-from oip_server import Server  # noqa: E402
+from oip_server import Server, TlsProxy  # noqa: E402
 
 from vision_factory.artifacts import Artifact  # noqa: E402
 from vision_factory.backends.remote_session import (RECONNECT_MS, RemoteSession, option_problem,  # noqa: E402
@@ -189,6 +190,22 @@ def test_an_auth_header_reaches_the_server(repository: Path, tmp_path: Path, mon
         guarded.stop()
 
 
+
+@pytest.mark.parametrize("protocol", ["grpcs", "https"])
+def test_tls_with_the_servers_certificate_authority(server: Server, tmp_path: Path, protocol: str) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command makes the test certificate")
+    proxy = TlsProxy(server.grpc_port if protocol == "grpcs" else server.http_port, tmp_path)
+    try:
+        url = f"{protocol}://127.0.0.1:{proxy.port}"
+        # The system's authorities do not know the test's certificate: no connection.
+        with pytest.raises(BackendError, match="cannot reach the inference server"):
+            RemoteSession(artifact(), {"server_url": url, "connect_timeout_s": 3.0})
+        session = RemoteSession(artifact(), {"server_url": url, "tls_ca_file": str(proxy.certificate)})
+        assert session.run({"images": np.zeros((1, 3, 640, 640), np.float32)})[0].shape == (1, 84, 8400)
+    finally:
+        proxy.close()
+
 # --- the built node, over ROS -------------------------------------------------------------------------
 
 def test_remote_node_answers_the_bag_as_the_onnx_node_does_and_switches_server_live(
@@ -253,3 +270,69 @@ def test_remote_node_with_a_wrong_model_name_exits_1_with_one_line(workspace, se
     assert errors[0].startswith("yolo_remote: cannot start: the inference server at grpc://127.0.0.1:")
     assert "does not serve model 'yolo8'" in errors[0] and "it serves: " in errors[0] and "yolo version 1" in errors[0]
 
+
+
+@pytest.mark.timeout(600)
+def test_quick_benchmark_has_a_remote_row_with_the_network_hop(workspace, tmp_path: Path) -> None:
+    pytest.importorskip("ultralytics", reason="the yolo suite's baseline is ultralytics predict")
+    from node_harness import next_domain
+
+    from vision_factory.tools.bench.compare import SUITES, bench_frames, run_suite, runnable_backends, write_results
+
+    # The benchmark's weights are a checkpoint (its baseline runs them with ultralytics): the server serves
+    # their export, as a user would set it up.
+    cli(["export", "--model", "yolo", "--weights", str(asset(CHECKPOINT)), "--repository", str(tmp_path / "repo"),
+         "--cache-dir", str(tmp_path / "export-cache")])
+    server = Server(tmp_path / "server", {"yolo": tmp_path / "repo" / "yolo" / "1" / "model.onnx"})
+    assert runnable_backends(["remote"])[1]["remote"].startswith("no --server-url")
+    assert runnable_backends(["remote"], server.grpc_url) == (["remote"], {})
+    ws, env = workspace
+    server.start()
+    try:
+        rows = run_suite(SUITES["yolo"], ws, env, ["onnx", "remote"], asset(CHECKPOINT), bench_frames(asset(BAG)),
+                         True, tmp_path, next_domain(), {"remote": {"server_url": server.grpc_url}})
+    finally:
+        server.stop()
+    remote = next(r for r in rows if r["backend"] == "remote")
+    assert remote["raw"]["active"] == f"{server.grpc_url} model yolo" and remote["raw"]["p50_ms"] > 0
+    assert remote["raw"]["tensor_mb"] == round((3 * 640 * 640 + 84 * 8400) * 4 / 1e6, 2)
+    assert remote["e2e"]["p50_ms"] > 0 and remote["max_output_hz"] > 0
+    markdown = write_results(rows, {}, True, tmp_path)
+    assert "| yolo_remote |" in markdown
+    assert "- yolo_remote: round trip p50 " in markdown and "against the yolo_onnx session's" in markdown
+    assert "on 1 GbE" in markdown and "on 10 GbE" in markdown
+
+
+def test_pose_and_depth_networks_answer_through_the_server_as_locally(tmp_path: Path) -> None:
+    """Every network of the other families, served from the repository `export` writes for them: RTMPose's
+    two (the detector as rtmpose_detector_model) and Depth Anything's, exported for 640x480 frames."""
+    from vision_factory.tools.stand_in_models import depth_anything_checkpoint, known_answer_pose_model, peak_bins
+
+    image = cv2.resize(cv2.imread(str(asset(IMAGES / "bus.jpg"))), (640, 480))
+    pose = known_answer_pose_model(tmp_path / "pose.onnx", peak_bins())
+    detector = asset(ASSETS / "models" / "yolox_nano_8xb8-300e_humanart-40f6f0d0.onnx")
+    depth = depth_anything_checkpoint(tmp_path / "depth_anything")
+    repository, cache = tmp_path / "repo", tmp_path / "export-cache"
+    cli(["export", "--model", "rtmpose", "--weights", str(pose), "-p", f"detector_model={detector}",
+         "--repository", str(repository), "--cache-dir", str(cache)])
+    cli(["export", "--model", "depth_anything", "--weights", str(depth), "--repository", str(repository),
+         "--cache-dir", str(cache)])
+    served = {name: repository / name / "1" / "model.onnx" for name in ("rtmpose", "rtmpose_detector_model",
+                                                                       "depth_anything")}
+    server = Server(tmp_path / "server", served)
+    server.start()
+    try:
+        remote = load_default_model("rtmpose", "remote", pose, cache, LOG, server_url=server.grpc_url,
+                                    detector_model=str(detector))
+        local = load_default_model("rtmpose", "onnx", pose, cache, LOG, detector_model=str(detector))
+        ours, theirs = remote.model(image), local.model(image)
+        assert remote.sessions["detector_model"].active == f"{server.grpc_url} model rtmpose_detector_model"
+        assert len(ours.scores) >= 3  # people on the bus.jpg pavement
+        for field in ("boxes_xyxy", "scores", "keypoints", "keypoint_scores"):
+            np.testing.assert_array_equal(getattr(ours, field), getattr(theirs, field))
+
+        remote = load_default_model("depth_anything", "remote", depth, cache, LOG, server_url=server.grpc_url)
+        local = load_default_model("depth_anything", "onnx", depth, cache, LOG)
+        np.testing.assert_array_equal(remote.model(image).values, local.model(image).values)
+    finally:
+        server.stop()

@@ -2,7 +2,7 @@
 today, measured in one run so the ratios are fair.
 
     vision-factory bench [--quick] [--out out/bench] [--models yolo,rtmpose,depth_anything]
-                         [--backends onnx,openvino,cuda]
+                         [--backends onnx,openvino,cuda] [--server-url grpc://HOST:PORT]
 
 For each model x backend that can run on this machine, and for the model's baseline, with the same weights
 and input size:
@@ -23,6 +23,9 @@ Figures:
                   rest are dropped), and the node's CPU use at the highest rate
   cold start      process start -> first answer, with an empty and with a warm export cache
   memory          peak resident memory (VmHWM) of the node process
+  network hop     remote rows (--server-url: a server serving `vision-factory export --repository` of the same
+                  weights): the round trip against the local onnx session, the MB a frame moves and what
+                  1 GbE / 10 GbE would add to a loopback figure
 Writes bench.json, bench.md and per model bench_<model>_latency.png, _throughput.png, _memory.png into
 --out and prints the table. --quick (CI) runs every code path with a few frames per pair.
 """
@@ -38,7 +41,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from vision_factory.manifest import load_manifest
 from vision_factory.tools.bench.baselines import NODES
@@ -49,7 +52,10 @@ from vision_factory.tools.workspace import (colcon_build, create_workspace, node
 ASSETS = shared_assets()
 FRAME_WH = (640, 480)
 # Backend -> the module it needs to run here; tensorrt also needs a GPU.
-RUNTIMES = {"onnx": "onnxruntime", "openvino": "openvino", "cuda": "torch", "rocm": "torch", "tensorrt": "tensorrt"}
+RUNTIMES = {"onnx": "onnxruntime", "openvino": "openvino", "cuda": "torch", "rocm": "torch", "tensorrt": "tensorrt",
+            "remote": "tritonclient"}
+# Links a remote backend's frames could cross instead of loopback: name -> bytes per second.
+LINKS = {"1 GbE": 125e6, "10 GbE": 1.25e9}
 
 
 @dataclass(frozen=True)
@@ -129,12 +135,16 @@ def bench_frames(bag: Path) -> list[Any]:
             for msg in decode(read_images(bag))]
 
 
-def runnable_backends(requested: list[str]) -> tuple[list[str], dict[str, str]]:
-    """The requested backends whose runtime is installed, and why each other one is skipped."""
+def runnable_backends(requested: list[str], server_url: str = "") -> tuple[list[str], dict[str, str]]:
+    """The requested backends whose runtime is installed (and, for remote, a server given), and why each other
+    one is skipped."""
     runnable, skipped = [], {}
     for backend in requested:
         if importlib.util.find_spec(RUNTIMES[backend]) is None:
             skipped[backend] = f"{RUNTIMES[backend]} is not installed"
+        elif backend == "remote" and not server_url:
+            skipped[backend] = ("no --server-url (a server serving `vision-factory export --repository` of the "
+                                "benchmark's weights)")
         elif backend == "rocm" and not _torch_has("hip"):
             skipped[backend] = "this PyTorch is not a ROCm build"
         else:
@@ -195,8 +205,10 @@ def measure(name: str, command: list[str], answers_topic: str, answer_type: Any,
 
 
 def run_suite(suite: Suite, ws: Path, env: dict[str, str], backends: list[str], yolo_weights: Path,
-              frames: list[Any], quick: bool, out: Path, domain: int) -> list[dict[str, Any]]:
-    """Every runnable backend's node of `suite.model` and its baseline."""
+              frames: list[Any], quick: bool, out: Path, domain: int,
+              backend_parameters: Mapping[str, Mapping[str, str]] | None = None) -> list[dict[str, Any]]:
+    """Every runnable backend's node of `suite.model` and its baseline; `backend_parameters`: node parameters
+    per backend (e.g. the remote one's server_url)."""
     import cv2
 
     from vision_factory.ros.image_conversion import image_to_bgr
@@ -207,10 +219,11 @@ def run_suite(suite: Suite, ws: Path, env: dict[str, str], backends: list[str], 
     weights, baseline_args = suite_weights(suite.model, quick, out / "weights", yolo_weights)
     rows = []
     for backend in backends:
+        parameters = {**weights, **(backend_parameters or {}).get(backend, {})}
         with tempfile.TemporaryDirectory() as cache:
-            raw = raw_inference(suite.model, backend, weights, env, image, Path(cache) / "raw", plan)
+            raw = raw_inference(suite.model, backend, parameters, env, image, Path(cache) / "raw", plan)
             package = f"{suite.model}_{backend}"
-            command = node_command(ws, package, package, {**weights, "cache_dir": cache},
+            command = node_command(ws, package, package, {**parameters, "cache_dir": cache},
                                    {"image_raw": "/camera/image_raw"})
             node = measure(package, command, f"/{package}/{suite.answers}", suite.answer_class(), env, frames,
                            domain, plan, out, True)
@@ -234,11 +247,13 @@ def run_suite(suite: Suite, ws: Path, env: dict[str, str], backends: list[str], 
 
 
 def run_benchmark(ws: Path, env: dict[str, str], backends_of: dict[str, list[str]], yolo_weights: Path,
-                  frames: list[Any], quick: bool, out: Path, domain: int) -> list[dict[str, Any]]:
+                  frames: list[Any], quick: bool, out: Path, domain: int,
+                  backend_parameters: Mapping[str, Mapping[str, str]] | None = None) -> list[dict[str, Any]]:
     """Every suite in `backends_of` (model -> the backends to measure it on)."""
     rows = []
     for model, backends in backends_of.items():
-        rows += run_suite(SUITES[model], ws, env, backends, yolo_weights, frames, quick, out, domain)
+        rows += run_suite(SUITES[model], ws, env, backends, yolo_weights, frames, quick, out, domain,
+                          backend_parameters)
     return rows
 
 
@@ -258,7 +273,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def ratios(rows: list[dict[str, Any]]) -> str:
-    """Our nodes against their model's baseline, from this run."""
+    """Our nodes against their model's baseline, and remote nodes against the local session, from this run."""
     lines = []
     for model in dict.fromkeys(r["model"] for r in rows):
         baseline = next((r for r in rows if r["model"] == model and r["backend"] == "baseline"), None)
@@ -269,7 +284,20 @@ def ratios(rows: list[dict[str, Any]]) -> str:
                 lines.append(f"- {r['name']}: {r['max_output_hz'] / baseline['max_output_hz']:.2f}x the "
                              f"{baseline['name']}'s throughput, {r['peak_rss_mb'] / baseline['peak_rss_mb']:.0%} of "
                              f"its peak RSS, e2e p50 {r['e2e']['p50_ms'] / baseline['e2e']['p50_ms']:.2f}x its")
-    return "\n".join(lines)
+    return "\n".join(lines + [network_hop(r, rows) for r in rows if r["backend"] == "remote"])
+
+
+def network_hop(remote: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """A remote row's round trip against the local onnx session of its model, and what a network would add."""
+    local = next((r for r in rows if r["model"] == remote["model"] and r["backend"] == "onnx"), None)
+    raw, moved_mb = remote["raw"]["p50_ms"], remote["raw"]["tensor_mb"]
+    against = ""
+    if local is not None:
+        against = (f" against the {local['name']} session's {local['raw']['p50_ms']} ms "
+                   f"(+{raw - local['raw']['p50_ms']:.1f} ms: serialising, the protocol, the server)")
+    links = ", ".join(f"+{moved_mb * 1e6 / rate * 1e3:.1f} ms on {name}" for name, rate in LINKS.items())
+    return (f"- {remote['name']}: round trip p50 {raw} ms on loopback{against}; a frame moves {moved_mb} MB, "
+            f"which a network adds to: {links}, plus its round-trip time")
 
 
 def write_plots(rows: list[dict[str, Any]], out: Path) -> None:
@@ -335,13 +363,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vision-factory bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few frames per pair (CI)")
     parser.add_argument("--models", default=",".join(SUITES))
-    parser.add_argument("--backends", default="onnx,openvino,cuda,rocm,tensorrt")
+    parser.add_argument("--backends", default="onnx,openvino,cuda,rocm,tensorrt,remote")
     parser.add_argument("--weights", type=Path, default=ASSETS / "models" / "derived" / "yolov8n_from_int8_onnx.pt",
                         help="a YOLO .pt checkpoint (the baseline runs it with ultralytics)")
     parser.add_argument("--bag", type=Path, default=ASSETS / "rosbags" / "mmpose_street_demo_5f")
     parser.add_argument("--out", type=Path, default=source_checkout() / "out" / "bench")
     parser.add_argument("--workspace", type=Path, default=source_checkout() / ".cache" / "bench_ws")
     parser.add_argument("--domain", type=int, default=77, help="ROS_DOMAIN_ID of the measured processes")
+    parser.add_argument("--server-url", default="", help="the remote backend's server (grpc://HOST:PORT), serving "
+                                                          "`vision-factory export --repository` of the same weights")
     args = parser.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
     unknown = [m for m in models if m not in SUITES]
@@ -352,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         if not path.exists():
             print(f"bench: {path} does not exist (pass --weights / --bag)", file=sys.stderr)
             return 2
-    backends, skipped = runnable_backends([b for b in args.backends.split(",") if b])
+    backends, skipped = runnable_backends([b for b in args.backends.split(",") if b], args.server_url)
     print(f"[bench] building {', '.join(models)} nodes for {', '.join(backends)} in {args.workspace}",
           file=sys.stderr)
     from vision_factory.manifest import load_manifest
@@ -362,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     colcon_build(args.workspace)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = run_benchmark(args.workspace, workspace_env(args.workspace), backends_of, args.weights.resolve(),
-                         bench_frames(args.bag), args.quick, args.out, args.domain)
+                         bench_frames(args.bag), args.quick, args.out, args.domain,
+                         {"remote": {"server_url": args.server_url}})
     print(write_results(rows, skipped, args.quick, args.out))
     print(f"[bench] wrote bench.json, bench.md and plots into {args.out}", file=sys.stderr)
     return 0

@@ -4,7 +4,8 @@ image.
     python -m vision_factory.tools.bench.raw_session --model yolo --backend onnx --image I --iterations N
         --cache-dir D -p model=W [-p NAME=VALUE ...]
 
-Prints one JSON object (active provider/device, p50/p90/p99 ms, frames per second). One iteration runs
+Prints one JSON object (active provider/device, p50/p90/p99 ms, frames per second, MB of tensors a frame moves
+in and out of the sessions: what a remote backend sends over the network). One iteration runs
 every network a frame needs: YOLO and depth one; RTMPose the detector, then the pose network for each
 person found. The benchmark runs it in a fresh process per backend so no other runtime's threads or
 memory share the measurement.
@@ -53,9 +54,13 @@ def measure(model: str, backend: str, image_path: Path, iterations: int, cache_d
     runner = load_default_model(model, backend, overrides.pop("model"), cache_dir, **overrides)
     feeds = FEEDS[runner.manifest.output](runner.model, cv2.imread(str(image_path)))
 
-    def run_once() -> None:
+    def run_once() -> int:
+        """One frame; the bytes of the tensors it moved in and out of the sessions."""
+        moved = 0
         for session, tensor in feeds:
-            session.run({session.input_name: tensor})
+            outputs = session.run({session.input_name: tensor})
+            moved += tensor.nbytes + sum(output.nbytes for output in outputs)
+        return moved
 
     for _ in range(max(3, iterations // 10)):
         run_once()
@@ -65,7 +70,7 @@ def measure(model: str, backend: str, image_path: Path, iterations: int, cache_d
         run_once()
         durations.append(time.perf_counter() - started)
     return {"active": runner.session.active, **percentiles_ms(durations),
-            "fps": round(len(durations) / sum(durations), 1)}
+            "fps": round(len(durations) / sum(durations), 1), "tensor_mb": round(run_once() / 1e6, 2)}
 
 
 def main(argv: list[str] | None = None) -> int:
