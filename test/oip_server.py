@@ -101,6 +101,7 @@ class TlsProxy:
         context.load_cert_chain(self.certificate, key)
         context.set_alpn_protocols(["h2", "http/1.1"])
         self.port, self._target = free_port(), target_port
+        self._writers: set[asyncio.StreamWriter] = set()  # of open connections, closed with the proxy
         self._loop = asyncio.new_event_loop()
         self._server = self._loop.run_until_complete(
             asyncio.start_server(self._relay, "127.0.0.1", self.port, ssl=context))
@@ -113,6 +114,8 @@ class TlsProxy:
         except OSError:
             client_writer.close()
             return
+
+        self._writers |= {client_writer, server_writer}
 
         async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
@@ -127,6 +130,17 @@ class TlsProxy:
         await asyncio.gather(pipe(client_reader, server_writer), pipe(server_reader, client_writer))
 
     def close(self) -> None:
-        self._server.close()
+        """Stop listening, close every connection and the event loop."""
+        async def shut() -> None:
+            self._server.close()
+            for writer in self._writers:
+                writer.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shut(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        self._loop.close()
