@@ -17,9 +17,9 @@ from vision_factory.ros.diagnostics import SILENT_PUBLISHER_HINT, inference_stat
 def test_a_busy_worker_keeps_only_the_newest_frame_and_counts_the_rest() -> None:
     gate, seen = threading.Event(), []
 
-    def process(item):
-        seen.append(item)
-        if item == 0:
+    def process(items):
+        seen.extend(items)
+        if items == [0]:
             gate.wait(5)  # a slow first inference
 
     worker = LatestFrameWorker(process)
@@ -39,7 +39,7 @@ def test_a_busy_worker_keeps_only_the_newest_frame_and_counts_the_rest() -> None
 
 def test_a_fast_worker_drops_nothing() -> None:
     seen = []
-    worker = LatestFrameWorker(seen.append)
+    worker = LatestFrameWorker(seen.extend)
     for frame in range(20):
         worker.submit(frame)
         deadline = time.monotonic() + 5
@@ -47,6 +47,74 @@ def test_a_fast_worker_drops_nothing() -> None:
             time.sleep(0.001)
     worker.stop()
     assert seen == list(range(20)) and worker.dropped == 0
+
+
+def test_cameras_are_served_in_turn_so_a_fast_one_cannot_starve_a_slow_one() -> None:
+    """Camera 0 submits a frame every 1 ms, camera 1 every 20 ms, camera 2 once; each inference takes 5 ms."""
+    events: list[tuple[str, int, int]] = []  # ("submit" | "start", camera, frame), in the order they happened
+    lock = threading.Lock()
+
+    def process(items: list[tuple[int, int]]) -> None:
+        assert len(items) == 1  # batch_limit 1: one frame at a time
+        with lock:
+            events.append(("start", *items[0]))
+        time.sleep(0.005)
+
+    worker = LatestFrameWorker(process)
+    stop = time.monotonic() + 1.0
+
+    def camera(slot: int, period_s: float, frames: int) -> None:
+        for index in range(frames):
+            if time.monotonic() > stop:
+                return
+            with lock:
+                events.append(("submit", slot, index))
+                worker.submit((slot, index), slot)
+            time.sleep(period_s)
+
+    threads = [threading.Thread(target=camera, args=args) for args in ((0, 0.001, 10**6), (1, 0.02, 10**6), (2, 0, 1))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    time.sleep(0.05)
+    worker.stop()
+    started = [(slot, index) for kind, slot, index in events if kind == "start"]
+    assert [slot for slot, _ in started].count(2) == 1  # a camera that sent one frame is answered once
+    slow = [index for slot, index in started if slot == 1]
+    assert len(slow) >= 0.8 * 1.0 / 0.02  # the slow camera: nearly every frame it sent
+    # Round robin: once a slow camera's frame waits, the fast camera starts at most one frame before it.
+    for index in slow:
+        submitted = events.index(("submit", 1, index))
+        began = events.index(("start", 1, index))
+        assert sum(kind == "start" and slot == 0 for kind, slot, _ in events[submitted:began]) <= 1, index
+    assert worker.dropped_by_slot.get(0, 0) > 0 and worker.dropped == sum(worker.dropped_by_slot.values())
+    fast = [index for slot, index in started if slot == 0]
+    assert fast == sorted(fast)  # never an older frame after a newer one
+
+
+def test_a_batching_model_takes_waiting_frames_of_several_cameras_together() -> None:
+    gate, batches = threading.Event(), []
+
+    def process(items: list) -> None:
+        batches.append(items)
+        if items == [("a", 0)]:
+            gate.wait(5)  # busy while the three cameras send
+
+    worker = LatestFrameWorker(process, batch_limit=lambda: 2)
+    worker.submit(("a", 0), 0)
+    deadline = time.monotonic() + 5
+    while not batches and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for slot in (0, 1, 2):
+        worker.submit((slot, 1), slot)
+    gate.set()
+    deadline = time.monotonic() + 5
+    while sum(map(len, batches)) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    worker.stop()
+    # Slot 0 was served last: slots 1 and 2 come first, together, then slot 0.
+    assert batches == [[("a", 0)], [(1, 1), (2, 1)], [(0, 1)]]
 
 
 class Clock:
