@@ -4,31 +4,47 @@
 
 managed:=true starts the node's lifecycle executable (<executable>_managed) as a launch_ros LifecycleNode:
 it waits unconfigured for a lifecycle manager (or `ros2 lifecycle set <node> configure`, then activate).
+Several cameras into one node (one model serving them in turn; outputs on ~/cam0/..., ~/cam1/...):
+
+    ros2 launch vision_factory node.launch.py package:=yolo_onnx image_topics:=/front/image_raw,/rear/image_raw
+
 A tracker package (bytetrack) takes its input from `detections` instead of `image`, and has no managed
 executable:
 
     ros2 launch vision_factory node.launch.py package:=bytetrack detections:=/yolo_onnx/detections
 """
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.substitutions import FindPackageShare
 
 
-def generate_launch_description() -> LaunchDescription:
-    package, managed = LaunchConfiguration("package"), LaunchConfiguration("managed")
+def _node(context: LaunchContext) -> list:
+    """The node, with one camera (`image`) or, when `image_topics` lists several, the `cameras` parameter
+    and cam<i>/image_raw remapped to each."""
+    cameras = [t.strip() for t in LaunchConfiguration("image_topics").perform(context).split(",") if t.strip()]
+    # Each node subscribes to some of these; a rule for a name a node does not use changes nothing.
+    remappings = [("image_raw", LaunchConfiguration("image")), ("detections", LaunchConfiguration("detections"))]
+    remappings += [(f"cam{i}/image_raw", topic) for i, topic in enumerate(cameras)]
     common = dict(
-        package=package,
+        package=LaunchConfiguration("package"),
         name=LaunchConfiguration("node_name"),
         namespace=LaunchConfiguration("namespace"),
-        parameters=[LaunchConfiguration("params_file")],
-        # Each node subscribes to one of these; a rule for a name a node does not use changes nothing.
-        remappings=[("image_raw", LaunchConfiguration("image")), ("detections", LaunchConfiguration("detections"))],
+        parameters=[LaunchConfiguration("params_file"), *([{"cameras": len(cameras)}] if cameras else [])],
+        remappings=remappings,
         arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
         output="screen",
     )
+    managed = LaunchConfiguration("managed")
+    return [Node(executable=LaunchConfiguration("executable"), condition=UnlessCondition(managed), **common),
+            LifecycleNode(executable=[LaunchConfiguration("executable"), "_managed"],
+                          condition=IfCondition(managed), **common)]
+
+
+def generate_launch_description() -> LaunchDescription:
+    package = LaunchConfiguration("package")
     return LaunchDescription([
         DeclareLaunchArgument("package", description="Generated package, e.g. yolo_onnx."),
         DeclareLaunchArgument("executable", default_value=package,
@@ -38,6 +54,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("image", default_value="/camera/image_raw",
                               description="Input sensor_msgs/Image topic (its /compressed sibling when "
                                           "input_compressed is true)."),
+        DeclareLaunchArgument("image_topics", default_value="",
+                              description="Comma-separated input image topics of one node serving several "
+                                          "cameras (sets its cameras parameter; `image` is then unused)."),
         DeclareLaunchArgument("detections", default_value="/detections",
                               description="Input vision_msgs/Detection2DArray topic of a tracker package "
                                           "(bytetrack): any detector's."),
@@ -49,7 +68,5 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("managed", default_value="false", choices=["true", "false"],
                               description="Run as a lifecycle (managed) node: configure loads the model, "
                                           "activate starts processing (inference packages)."),
-        Node(executable=LaunchConfiguration("executable"), condition=UnlessCondition(managed), **common),
-        LifecycleNode(executable=[LaunchConfiguration("executable"), "_managed"],
-                      condition=IfCondition(managed), **common),
+        OpaqueFunction(function=_node),
     ])

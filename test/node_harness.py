@@ -73,19 +73,25 @@ def next_domain() -> int:
 
 @contextmanager
 def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path, managed: bool = False,
-             family: str = "yolo", remaps: dict[str, str] | None = None,
+             family: str = "yolo", remaps: dict[str, str] | None = None, cameras: int = 0,
              **overrides: Any) -> Iterator[tuple[subprocess.Popen, ReplayProbe, Path]]:
     """The generated <family>_<backend> node (a tracker: backend "") running as its own process, once its
     model is ready (managed: once its lifecycle services are up), and a probe on the same private ROS
     domain that hears its outputs and /diagnostics. `remaps`: the node's input (default: image_raw to
-    /camera/image_raw)."""
+    /camera/image_raw; with `cameras` N: cam<i>/image_raw to /cam<i>/image_raw, and the probe hears every
+    camera's outputs)."""
     ws, env = workspace
     domain = next_domain()
     package = package_of(family, backend)
-    topics = {f"/{package}/{name}": kind for name, kind in FAMILIES[family].topics.items()}
-    latched = FAMILIES[family].latched
+    prefixes = camera_prefixes(cameras)
+    topics = {f"/{package}/{prefix}{name}": kind for prefix in prefixes
+              for name, kind in FAMILIES[family].topics.items()}
+    latched = FAMILIES[family].latched and f"{prefixes[0]}{FAMILIES[family].latched}"
     if backend:
         overrides.setdefault("cache_dir", str(tmp_path / "cache"))
+    if cameras:
+        overrides["cameras"] = cameras
+        remaps = remaps or {f"{prefix}image_raw": f"/{prefix}image_raw" for prefix in prefixes}
     executable = f"{package}_managed" if managed else package
     command = node_command(ws, package, executable, overrides, remaps or {"image_raw": "/camera/image_raw"})
     log = tmp_path / f"{package}-{domain}.log"
@@ -134,9 +140,15 @@ def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path, managed
         stop(process)
 
 
-def results_of(probe: ReplayProbe, backend: str, family: str = "yolo") -> list:
-    """Every per-frame result the <family>_<backend> node published so far."""
-    return probe.outputs[f"/{package_of(family, backend)}/{FAMILIES[family].results}"]
+def camera_prefixes(cameras: int) -> list[str]:
+    """The topic prefix of each camera of a node with `cameras` N ("" for a node of one camera)."""
+    return [f"cam{i}/" for i in range(cameras)] if cameras else [""]
+
+
+def results_of(probe: ReplayProbe, backend: str, family: str = "yolo", camera: str = "") -> list:
+    """Every per-frame result the <family>_<backend> node published so far (for `camera` "cam0/" ...: that
+    camera's)."""
+    return probe.outputs[f"/{package_of(family, backend)}/{camera}{FAMILIES[family].results}"]
 
 
 def replay_and_collect(probe: ReplayProbe, backend: str, messages: list, topic: str = "/camera/image_raw",

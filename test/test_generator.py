@@ -276,8 +276,49 @@ def test_the_shared_launch_file_declares_its_arguments() -> None:
     tree = ast.parse((Path(__file__).parent.parent / "launch" / "node.launch.py").read_text())
     declared = {node.args[0].value for node in ast.walk(tree)
                 if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument"}
-    assert declared == {"package", "executable", "node_name", "image", "detections", "params_file", "namespace",
-                        "log_level", "managed"}
+    assert declared == {"package", "executable", "node_name", "image", "image_topics", "detections", "params_file",
+                        "namespace", "log_level", "managed"}
+
+
+def test_the_launch_files_image_topics_become_cameras_and_their_remappings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """node.launch.py's node, built with stand-ins for launch and launch_ros (not installable here) that
+    record what the node would be given."""
+    import importlib.util
+    import types
+
+    class Recorded:
+        def __init__(self, *args: object, **kwargs: object):
+            self.args, self.kwargs = args, kwargs
+
+    class Configuration(Recorded):
+        def perform(self, context: dict) -> str:
+            return context[self.args[0]]
+
+    stand_ins = {"launch": dict(LaunchContext=dict, LaunchDescription=Recorded),
+                 "launch.actions": dict(DeclareLaunchArgument=Recorded, OpaqueFunction=Recorded),
+                 "launch.conditions": dict(IfCondition=Recorded, UnlessCondition=Recorded),
+                 "launch.substitutions": dict(LaunchConfiguration=Configuration, PathJoinSubstitution=Recorded),
+                 "launch_ros.actions": dict(LifecycleNode=Recorded, Node=Recorded),
+                 "launch_ros.substitutions": dict(FindPackageShare=Recorded)}
+    for name, members in stand_ins.items():
+        monkeypatch.setitem(sys.modules, name, types.SimpleNamespace(**members))
+    spec = importlib.util.spec_from_file_location("node_launch", Path(__file__).parent.parent / "launch" /
+                                                  "node.launch.py")
+    launch_file = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(launch_file)
+
+    def node(image_topics: str) -> dict:
+        plain, managed = launch_file._node({"image_topics": image_topics})
+        assert plain.kwargs["remappings"] == managed.kwargs["remappings"]
+        remaps = {source: target if isinstance(target, str) else target.args[0]
+                  for source, target in plain.kwargs["remappings"]}
+        return {"remappings": remaps, "parameters": plain.kwargs["parameters"][1:]}
+
+    assert node("") == {"remappings": {"image_raw": "image", "detections": "detections"}, "parameters": []}
+    several = node(" /front/image_raw, /rear/image_raw,")
+    assert several["parameters"] == [{"cameras": 2}]
+    assert several["remappings"] == {"image_raw": "image", "detections": "detections",
+                                     "cam0/image_raw": "/front/image_raw", "cam1/image_raw": "/rear/image_raw"}
 
 
 def test_a_node_generated_for_other_parameters_exits_with_one_line(tmp_path: Path) -> None:

@@ -92,6 +92,9 @@ COMMON_PARAMETERS: tuple[ParameterSpec, ...] = (
     active_weights("model"),
     ParameterSpec("cache_dir", "string", "", "Export cache folder; empty: $ROS_HOME/vision_factory, "
                   "else ~/.cache/vision_factory.", applies="start"),
+    ParameterSpec("cameras", "integer", 0, "0: one camera, on image_raw, answered on ~/<topic>. N >= 1: N cameras "
+                  "on cam0/image_raw ... cam<N-1>/image_raw (remap them), each answered on ~/cam<i>/<topic> with "
+                  "its own header, one model serving them in turn.", range=(0, 16), applies="start"),
     ParameterSpec("input_compressed", "bool", False, "Subscribe to sensor_msgs/CompressedImage on "
                   "image_raw/compressed instead of sensor_msgs/Image on image_raw.", applies="start"),
     ParameterSpec("input_reliability", "string", "auto", "Input QoS reliability. auto follows the "

@@ -61,9 +61,10 @@ class PeriodicPublisher:
 
 
 def inference_status(node_name: str, backend: str, state: str, live: LiveModel, stats: Mapping[str, Any],
-                     dropped: int, no_input_s: float, latency_ms: float) -> DiagnosticStatus:
-    """The node's one status: its `state` (the live model's, or a managed node's lifecycle state) and
-    active session, rates, latency and the rules above."""
+                     dropped: int, no_input_s: float, latency_ms: float, part: str = "inference") -> DiagnosticStatus:
+    """The node's status "<node>: inference" (or, with `part`, one camera's, "<node>: cam0"): its `state` (the
+    live model's, or a managed node's lifecycle state) and active session, rates, latency and the rules
+    above, over `stats` (all cameras', or that camera's)."""
     loaded = live.current
     warnings = []
     session_warning, session_values = session_report(loaded)
@@ -104,7 +105,7 @@ def inference_status(node_name: str, backend: str, state: str, live: LiveModel, 
         **{key: "" if value is None else str(value) for key, value in stats.items()},
         "last_error": live.last_error,
     }
-    return DiagnosticStatus(level=level, name=f"{node_name}: inference", message=message,
+    return DiagnosticStatus(level=level, name=f"{node_name}: {part}", message=message,
                             hardware_id=backend, values=[KeyValue(key=k, value=v) for k, v in values.items()])
 
 
@@ -125,5 +126,5 @@ def weights_values(loaded: Any) -> dict[str, str]:
     return values
 
 
-def diagnostic_array(status: DiagnosticStatus, header: Header) -> DiagnosticArray:
-    return DiagnosticArray(header=header, status=[status])
+def diagnostic_array(statuses: list[DiagnosticStatus], header: Header) -> DiagnosticArray:
+    return DiagnosticArray(header=header, status=statuses)

@@ -53,7 +53,9 @@ UNCONFIGURED, INACTIVE, FINALIZED = "unconfigured", "inactive", "finalized"
 
 
 class InferenceNode(LifecycleNodeMixin, Node):
-    """Subscribes to image_raw (or image_raw/compressed), runs the model, publishes its output kind.
+    """Subscribes to image_raw (or image_raw/compressed), runs the model, publishes its output kind. With
+    the `cameras` parameter N >= 1: to cam0/image_raw ... cam<N-1>/image_raw, each camera answered on its
+    own ~/cam<i>/ topics and reported in its own diagnostics status, the cameras served in turn by one model.
 
     Unmanaged, the model session is built in the background at start, and `failure` is set if that
     build fails (run_node then exits non-zero). With `managed=True` the lifecycle services are offered
@@ -93,11 +95,16 @@ class InferenceNode(LifecycleNodeMixin, Node):
         self._reporting = False  # True while the node itself sets its "report" parameters
         self._announced: LoadedModel | None = None
         self._frame_hw: tuple[int, int] | None = None  # the newest frame size a model was asked for
-        self._stats = FrameStats()
+        cameras = self._values["cameras"]
+        self._prefixes = [f"cam{i}/" for i in range(cameras)] if cameras else [""]  # topic prefix per camera
+        self._stats = FrameStats()  # all cameras together
+        self._camera_stats = [FrameStats() for _ in self._prefixes] if cameras else [self._stats]
+        self._size_warned: set[tuple[int, int]] = set()
         self._last_logged: dict[str, float] = {}  # rejection kind -> when it was last logged
-        self._worker = LatestFrameWorker(self._process_frame, name=f"{node_name}-inference")
+        self._worker = LatestFrameWorker(self._process_frames, name=f"{node_name}-inference",
+                                         batch_limit=self._batch_limit)
 
-        self._output = OUTPUTS[self._manifest.output](self)
+        self._outputs = [OUTPUTS[self._manifest.output](self, prefix) for prefix in self._prefixes]
         self._diagnostics = self.create_publisher(DiagnosticArray, diagnostics.TOPIC, 10)
         # The build thread only triggers this guard condition; its consequences run on the executor.
         self._model_changed = self.create_guard_condition(self._on_model_changed)
@@ -107,12 +114,15 @@ class InferenceNode(LifecycleNodeMixin, Node):
         self.add_post_set_parameters_callback(self._apply_parameters)
 
         compressed = self._values["input_compressed"]
-        # As image_transport does: the compressed stream lives under the (remapped) image topic.
-        base = self.resolve_topic_name("image_raw")
-        topic, msg_type = (f"{base}/compressed", CompressedImage) if compressed else (base, Image)
         self._decode: Callable[[Any], Any] = compressed_to_bgr if compressed else image_to_bgr
-        self._input = CameraInput(self, topic, msg_type, self._values["input_reliability"],
-                                  self._values["input_depth"], self._on_image, self._stats.lost)
+        self._inputs = []
+        for camera, prefix in enumerate(self._prefixes):
+            # As image_transport does: the compressed stream lives under the (remapped) image topic.
+            base = self.resolve_topic_name(f"{prefix}image_raw")
+            topic, msg_type = (f"{base}/compressed", CompressedImage) if compressed else (base, Image)
+            self._inputs.append(CameraInput(self, topic, msg_type, self._values["input_reliability"],
+                                            self._values["input_depth"], partial(self._on_image, camera),
+                                            partial(self._count, camera, "lost")))
         self._diagnostics_thread = diagnostics.PeriodicPublisher(self._publish_diagnostics, self.get_logger(),
                                                                  name=f"{node_name}-diagnostics")
         if not managed:
@@ -127,11 +137,16 @@ class InferenceNode(LifecycleNodeMixin, Node):
 
     def _start_input(self) -> None:
         self._active = True
-        self._input.start()
+        for camera_input in self._inputs:
+            camera_input.start()
 
     def _stop_input(self) -> None:
         self._active = False
-        self._input.stop()
+        for camera_input in self._inputs:
+            camera_input.stop()
+
+    def _topics(self) -> str:
+        return ", ".join(camera_input.topic for camera_input in self._inputs)
 
     def _unload(self) -> None:
         self._loaded = False
@@ -156,7 +171,7 @@ class InferenceNode(LifecycleNodeMixin, Node):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._start_input()
-        self.get_logger().info(f"listening on {self._input.topic}")
+        self.get_logger().info(f"listening on {self._topics()}")
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -229,7 +244,8 @@ class InferenceNode(LifecycleNodeMixin, Node):
         # A new dict, swapped in one assignment: the inference thread reads a consistent snapshot.
         self._values = {**self._values, **updates}
         if self._live.current is not None:
-            self._output.configure(self._values, self._live.current.model)
+            for output in self._outputs:
+                output.configure(self._values, self._live.current.model)
         if self._loaded and any(self._specs[name].applies == "rebuild" for name in changed):
             self.get_logger().info(f"rebuilding the model session for {', '.join(sorted(changed))}; "
                                    f"frames keep flowing through the current one")
@@ -250,7 +266,8 @@ class InferenceNode(LifecycleNodeMixin, Node):
             problem = loaded.model.option_problem(name, value)
             if problem:
                 self.get_logger().error(f"parameter '{name}' does not suit the new model: {problem}")
-        self._output.configure(self._values, loaded.model)
+        for output in self._outputs:
+            output.configure(self._values, loaded.model)
         reports = [Parameter(self._backend.report_parameter(), value=loaded.session.active)]
         reports += [Parameter(active_weights(name).name, value=str(value)) for name, value in loaded.weights.items()]
         self._reporting = True
@@ -261,56 +278,134 @@ class InferenceNode(LifecycleNodeMixin, Node):
         weights = ", ".join(str(artifact.path) for artifact in loaded.artifacts.values())
         self.get_logger().info(
             f"ready: {self._manifest.name} on {self._backend.name} ({loaded.session.active}), weights {weights}"
-            + ("" if self.managed else f", listening on {self._input.topic}"))  # managed: at activate
+            + ("" if self.managed else f", listening on {self._topics()}"))  # managed: at activate
 
     def _publish_diagnostics(self) -> None:
-        stats = {**self._stats.snapshot(), "matched_publishers": self._input.matched_publishers()}
-        status = diagnostics.inference_status(
-            self.get_name(), self._backend.name, self.state(), self._live, stats,
-            self._worker.dropped,
-            self._values["diagnostics_no_input_s"], self._values["diagnostics_latency_ms"])
+        """One status for the node (all cameras together), and one per camera when there are several."""
+        state, values = self.state(), self._values
+        matched = [camera_input.matched_publishers() for camera_input in self._inputs]
+        stats = {**self._stats.snapshot(), "matched_publishers": sum(matched)}
+        statuses = [diagnostics.inference_status(
+            self.get_name(), self._backend.name, state, self._live, stats, self._worker.dropped,
+            values["diagnostics_no_input_s"], values["diagnostics_latency_ms"])]
+        if len(self._prefixes) > 1:
+            for camera, prefix in enumerate(self._prefixes):
+                stats = {**self._camera_stats[camera].snapshot(), "matched_publishers": matched[camera],
+                         "topic": self._inputs[camera].topic}
+                statuses.append(diagnostics.inference_status(
+                    self.get_name(), self._backend.name, state, self._live, stats,
+                    self._worker.dropped_by_slot.get(camera, 0), values["diagnostics_no_input_s"],
+                    values["diagnostics_latency_ms"], part=prefix.rstrip("/")))
         header = Header(stamp=self.get_clock().now().to_msg())
-        self._diagnostics.publish(diagnostics.diagnostic_array(status, header))
+        self._diagnostics.publish(diagnostics.diagnostic_array(statuses, header))
 
     # --- frames ------------------------------------------------------------------------------------
 
-    def _on_image(self, msg: Any) -> None:
-        """Subscription callback: hand the frame to the inference thread, replacing any waiting one."""
-        self._stats.received()
-        self._worker.submit((msg, time.monotonic()))
+    def _batch_limit(self) -> int:
+        """How many cameras' frames the serving model takes at once (models.BatchModel; 1 for the others)."""
+        live = getattr(self, "_live", None)  # the worker starts before the live model exists
+        loaded = live.current if live is not None else None
+        return getattr(loaded.model, "batch_size", 1) if loaded is not None else 1
 
-    def _process_frame(self, item: tuple[Any, float]) -> None:
-        """Inference thread: one frame in, one output out. A bad frame is logged (throttled) and
-        dropped; nothing raises out of here, so the node keeps serving."""
-        msg, received = item
+    def _count(self, camera: int, event: str, *args: Any) -> None:
+        """Count a frame event (received, published, rejected, lost) for the node and for its camera."""
+        for stats in {id(s): s for s in (self._stats, self._camera_stats[camera])}.values():
+            getattr(stats, event)(*args)
+
+    def _on_image(self, camera: int, msg: Any) -> None:
+        """Subscription callback: hand the frame to the inference thread, replacing any waiting one of its
+        camera."""
+        self._count(camera, "received")
+        self._worker.submit((camera, msg, time.monotonic()), camera)
+
+    def _process_frames(self, items: list[tuple[int, Any, float]]) -> None:
+        """Inference thread: one frame of each camera in `items` (several when the model batches), one output
+        each. A bad frame is logged (throttled) and dropped; nothing raises out of here, so the node keeps
+        serving."""
         loaded, values = self._live.current, self._values  # taken once: a swap lands between frames
         if loaded is None:
             return  # the first session is not ready yet
+        if len(items) == 1:
+            self._process_frame(loaded, values, *items[0])
+        else:
+            self._process_batch(loaded, values, items)
+
+    def _process_frame(self, loaded: LoadedModel, values: dict[str, Any], camera: int, msg: Any,
+                       received: float) -> None:
         try:
-            image = self._decode(msg)
-            megapixels = image.shape[0] * image.shape[1] / 1e6
-            if megapixels > values["max_input_megapixels"]:
-                raise ImageDecodeError(f"{image.shape[1]}x{image.shape[0]} is {megapixels:.0f} megapixels, over "
-                                       f"max_input_megapixels {values['max_input_megapixels']}", "megapixels")
-            if not loaded.suits(image.shape[:2]):
-                loaded = self._model_for_size(loaded, image.shape[:2])
+            image = self._image(msg, values)
+            if not loaded.suits(image.shape[:2]) and not self._another_cameras_size(camera, image.shape[:2]):
+                loaded = self._model_for_size(loaded, image.shape[:2], camera)
                 if loaded is None:
                     return
             started = time.monotonic()
             result = loaded.model(image, **loaded.frame_options(values))
-            inference_s = time.monotonic() - started
-            if not self._active:
-                return  # deactivated while this frame ran
-            self._output.publish(result, msg.header, image, values["publish_debug_image"])
+            self._publish(camera, msg, received, image, result, time.monotonic() - started, values)
         except ImageDecodeError as e:
-            self._reject(e.kind, f"dropped a frame: {e}")
+            self._reject(e.kind, f"dropped a frame: {e}", camera)
         except Exception as e:  # the node outlives any single frame's failure
-            self._reject(type(e).__name__, f"dropped a frame: inference failed: {type(e).__name__}: {e}")
-        else:
-            stamp_latency = (self.get_clock().now() - Time.from_msg(msg.header.stamp)).nanoseconds / 1e9
-            self._stats.published(time.monotonic() - received, inference_s, stamp_latency)
+            self._reject(type(e).__name__, f"dropped a frame: inference failed: {type(e).__name__}: {e}", camera)
 
-    def _model_for_size(self, loaded: LoadedModel, frame_hw: tuple[int, int]) -> LoadedModel | None:
+    def _process_batch(self, loaded: LoadedModel, values: dict[str, Any], items: list[tuple[int, Any, float]]) -> None:
+        """Frames of several cameras through one session run (a model with batch_size > 1, whose input size
+        does not follow the camera's)."""
+        frames = []
+        for camera, msg, received in items:
+            try:
+                frames.append((camera, msg, received, self._image(msg, values)))
+            except ImageDecodeError as e:
+                self._reject(e.kind, f"dropped a frame: {e}", camera)
+        if not frames:
+            return
+        try:
+            started = time.monotonic()
+            results = loaded.model.batch([image for *_, image in frames], **loaded.frame_options(values))
+            inference_s = time.monotonic() - started  # every frame of the batch waited for all of it
+        except Exception as e:
+            for camera, *_ in frames:
+                self._reject(type(e).__name__, f"dropped a frame: inference failed: {type(e).__name__}: {e}",
+                             camera)
+            return
+        for (camera, msg, received, image), result in zip(frames, results):
+            try:
+                self._publish(camera, msg, received, image, result, inference_s, values)
+            except Exception as e:
+                self._reject(type(e).__name__, f"dropped a frame: publishing failed: {type(e).__name__}: {e}",
+                             camera)
+
+    def _image(self, msg: Any, values: dict[str, Any]) -> Any:
+        """The frame as a BGR array; ImageDecodeError when it cannot be used."""
+        image = self._decode(msg)
+        megapixels = image.shape[0] * image.shape[1] / 1e6
+        if megapixels > values["max_input_megapixels"]:
+            raise ImageDecodeError(f"{image.shape[1]}x{image.shape[0]} is {megapixels:.0f} megapixels, over "
+                                   f"max_input_megapixels {values['max_input_megapixels']}", "megapixels")
+        return image
+
+    def _publish(self, camera: int, msg: Any, received: float, image: Any, result: Any, inference_s: float,
+                 values: dict[str, Any]) -> None:
+        """Publish a frame's result on its camera's topics (unless deactivated meanwhile) and count it."""
+        if not self._active:
+            return  # deactivated while this frame ran
+        self._outputs[camera].publish(result, msg.header, image, values["publish_debug_image"])
+        stamp_latency = (self.get_clock().now() - Time.from_msg(msg.header.stamp)).nanoseconds / 1e9
+        self._count(camera, "published", time.monotonic() - received, inference_s, stamp_latency)
+
+    def _another_cameras_size(self, camera: int, frame_hw: tuple[int, int]) -> bool:
+        """With several cameras, a model sized by the camera is prepared for the first frame size it sees:
+        frames of other sizes run on it resized (logged once per size) instead of rebuilding it back and
+        forth."""
+        if len(self._prefixes) == 1 or self._frame_hw in (None, frame_hw):
+            return False
+        if frame_hw not in self._size_warned:
+            self._size_warned.add(frame_hw)
+            self.get_logger().warning(
+                f"{self._prefixes[camera].rstrip('/')}'s frames are {frame_hw[1]}x{frame_hw[0]}; the model is "
+                f"prepared for {self._frame_hw[1]}x{self._frame_hw[0]}, the first camera size it saw: these "
+                f"frames run on it resized (give input_width / input_height, or one node per frame size)")
+        return True
+
+    def _model_for_size(self, loaded: LoadedModel, frame_hw: tuple[int, int], camera: int) -> LoadedModel | None:
         """Inference thread, for a frame the serving model was not prepared for (its input size follows the
         camera's): rebuild the model for this size and wait for it, so the frame is answered, and by the
         right model; newer frames replace the one waiting meanwhile. None if there is no such model (why is
@@ -330,14 +425,16 @@ class InferenceNode(LifecycleNodeMixin, Node):
         loaded = self._live.current
         if not loaded.suits(frame_hw):
             self._reject("frame_size", f"dropped a frame: no model for {frame_hw[1]}x{frame_hw[0]} frames: "
-                                       f"{self._live.last_error or 'its build was replaced'}")
+                                       f"{self._live.last_error or 'its build was replaced'}", camera)
             return None
         return loaded
 
-    def _reject(self, kind: str, reason: str) -> None:
-        """Count a rejected frame and log why, each kind at most once per ERROR_THROTTLE_S (rclpy's own
-        throttle is per call site: one flooding kind would hide every other)."""
-        self._stats.rejected(reason)
+    def _reject(self, kind: str, reason: str, camera: int) -> None:
+        """Count a rejected frame of `camera` and log why, each kind at most once per ERROR_THROTTLE_S
+        (rclpy's own throttle is per call site: one flooding kind would hide every other)."""
+        if len(self._prefixes) > 1:
+            reason = f"{self._prefixes[camera].rstrip('/')}: {reason}"
+        self._count(camera, "rejected", reason)
         now = time.monotonic()
         if now - self._last_logged.get(kind, -ERROR_THROTTLE_S) >= ERROR_THROTTLE_S:
             self._last_logged[kind] = now

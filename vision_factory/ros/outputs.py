@@ -27,21 +27,23 @@ RESULT_QOS = QoSProfile(depth=10)
 LATCHED_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-def create_publishers(node: Node, kind: str) -> dict[str, Any]:
+def create_publishers(node: Node, kind: str, prefix: str = "") -> dict[str, Any]:
     """A publisher for each topic of output kind `kind` (those whose enabling parameter is set), by topic
-    name, on `~/<name>`: relative to the node's name and namespace, and remappable."""
+    name, on `~/<prefix><name>` (prefix: a camera's, e.g. "cam0/"): relative to the node's name and
+    namespace, and remappable."""
     publishers = {}
     for topic in OUTPUT_KINDS[kind].topics:
         if topic.enabled_by and not node.get_parameter(topic.enabled_by).value:
             continue
         publishers[topic.name] = node.create_publisher(
-            topic.message_class(), f"~/{topic.name}", LATCHED_QOS if topic.latched else RESULT_QOS,
+            topic.message_class(), f"~/{prefix}{topic.name}", LATCHED_QOS if topic.latched else RESULT_QOS,
             qos_overriding_options=QoSOverridingOptions.with_default_policies())
     return publishers
 
 
 class Output:
-    """What the node asks of every output kind's publisher class besides configure and publish."""
+    """What the node asks of every output kind's publisher class besides configure and publish. Each is made
+    with the node and a camera's topic prefix ("" for a node of one camera, "cam0/" ...)."""
 
     @staticmethod
     def option_problem(name: str, value: Any) -> str:
@@ -56,9 +58,9 @@ class DetectionOutput(Output):
 
     THRESHOLD = "confidence_threshold"  # the parameter LabelInfo.threshold reports
 
-    def __init__(self, node: Node):
+    def __init__(self, node: Node, prefix: str = ""):
         self._node = node
-        self._publishers = create_publishers(node, "detections")
+        self._publishers = create_publishers(node, "detections", prefix)
         self._label_info: tuple[tuple[str, ...], float] | None = None
         self._tracker = LiveTracker(node.get_logger())
 
@@ -89,12 +91,12 @@ class PoseOutput(Output):
     ~/skeleton (vision_factory_msgs/KeypointSkeleton, latched; republished when the model's changes) and
     ~/debug_image (sensor_msgs/Image, bgr8, on request)."""
 
-    def __init__(self, node: Node):
+    def __init__(self, node: Node, prefix: str = ""):
         # Imported here: vision_factory_msgs exists only where pose packages were generated and built.
         from vision_factory.ros import pose_messages
 
         self._node, self._messages = node, pose_messages
-        self._publishers = create_publishers(node, "poses")
+        self._publishers = create_publishers(node, "poses", prefix)
         self._published_skeleton: Skeleton | None = None
 
     def configure(self, values: dict[str, Any], model: Any) -> None:
@@ -114,15 +116,17 @@ class DepthOutput(Output):
     """~/depth (metric models: 32FC1 metres, REP 118) or ~/inverse_depth_relative (relative models: 32FC1
     affine-invariant inverse depth), every processed frame, at the input's size and with its header;
     ~/camera_info (the latest message of camera_info_topic with the depth image's header) when that
-    parameter is set; ~/debug_image (turbo-coloured bgr8, 0 to debug_image_range) on request."""
+    parameter is set (a relative name: under each camera's prefix); ~/debug_image (turbo-coloured bgr8, 0 to debug_image_range) on request."""
 
     TOPICS = {METRIC: "depth", RELATIVE: "inverse_depth_relative"}  # by DepthMap.kind
 
-    def __init__(self, node: Node):
-        self._publishers = create_publishers(node, "depth")
+    def __init__(self, node: Node, prefix: str = ""):
+        self._publishers = create_publishers(node, "depth", prefix)
         self._camera_info: CameraInfo | None = None
         topic = node.get_parameter("camera_info_topic").value
         if topic:
+            if not topic.startswith("/"):  # each camera's own, beside its image
+                topic = f"{prefix}{topic}"
             # The sensor-data profile (best effort) matches any driver, reliable or not.
             node.create_subscription(CameraInfo, topic, self._on_camera_info, qos_profile_sensor_data)
         self._debug_range = float(node.get_parameter("debug_image_range").value)

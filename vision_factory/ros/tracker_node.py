@@ -120,7 +120,8 @@ class TrackerNode(Node):
                   **{k: str(v) for k, v in self._counts.items()}}
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: tracking", message=message,
                                   hardware_id="cpu", values=[KeyValue(key=k, value=v) for k, v in values.items()])
-        self._diagnostics.publish(diagnostics.diagnostic_array(status, Header(stamp=self.get_clock().now().to_msg())))
+        header = Header(stamp=self.get_clock().now().to_msg())
+        self._diagnostics.publish(diagnostics.diagnostic_array([status], header))
 
     def destroy_node(self) -> None:
         if hasattr(self, "_diagnostics_thread"):  # absent when the constructor failed before it
