@@ -37,6 +37,9 @@ def option_problem(name: str, value: Any) -> str:
     """'' if a setting can work, else why not."""
     if name == "device" and not str(value).removeprefix("cuda:").isdigit():
         return f"'{value}' is not a GPU index such as 0 or cuda:0"
+    if name == "max_batch_size" and value != 1:
+        # A dynamic batch axis needs an optimization profile, which build_engine does not make.
+        return "the tensorrt backend builds its engines for one frame at a time: max_batch_size must be 1"
     return ""
 
 

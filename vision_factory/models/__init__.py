@@ -67,6 +67,15 @@ class FrameModel(Protocol):
         """'' if a frame option's value suits this model (e.g. its class names), else why not."""
 
 
+class BatchModel(FrameModel, Protocol):
+    """Optional on a FrameModel that runs several frames (of a node's cameras) through one session run."""
+
+    batch_size: int  # the most frames a batch holds (1: it cannot batch, e.g. a fixed-batch network)
+
+    def batch(self, images_bgr: list[np.ndarray], **frame_options: Any) -> list[Any]:
+        """One result per image, equal to what __call__ gives for each."""
+
+
 class ModelFamily(Protocol):
     """The model module: builds the frame model once the backend sessions are open."""
 

@@ -48,6 +48,12 @@ class YoloDetector:
             self.input_hw = (imgsz, imgsz)
         self._classes_text: str | None = None
         self._classes: np.ndarray | None = None
+        wanted = int(options.get("max_batch_size", 1))
+        # Frames batch only on a network whose batch axis is dynamic (an ultralytics export is fixed at 1).
+        self.batch_size = wanted if session.input_shape[0] == -1 else 1
+        if wanted > self.batch_size:
+            logger.warning(f"the model's batch size is fixed at {session.input_shape[0]}: frames run one by one "
+                           f"(max_batch_size {wanted} needs a .pt checkpoint, exported with a dynamic batch axis)")
 
     def preprocess(self, image_bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         """BGR (H, W, 3) uint8 -> (1, 3, h, w) float32 RGB in [0, 1], letterboxed; and the placement."""
@@ -88,6 +94,15 @@ class YoloDetector:
         output = self.session.run({self.session.input_name: blob})[0]
         return self.postprocess(output, placement, confidence_threshold, iou_threshold,
                                 self._class_filter(classes), max_detections)
+
+    def batch(self, images_bgr: list[np.ndarray], confidence_threshold: float = 0.25, iou_threshold: float = 0.7,
+              classes: str = "", max_detections: int = 300) -> list[Detections]:
+        """Several frames (at most batch_size) through one session run; the same results as one by one."""
+        prepared = [self.preprocess(image) for image in images_bgr]
+        outputs = self.session.run({self.session.input_name: np.concatenate([blob for blob, _ in prepared])})[0]
+        return [self.postprocess(outputs[i:i + 1], placement, confidence_threshold, iou_threshold,
+                                 self._class_filter(classes), max_detections)
+                for i, (_, placement) in enumerate(prepared)]
 
     def option_problem(self, name: str, value: Any) -> str:
         """'' if a frame option value can be used, else why not."""

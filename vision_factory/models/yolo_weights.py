@@ -83,13 +83,15 @@ def load_checkpoint(weights: Path, shown_as: Path | None = None) -> Any:
 
 
 def export_onnx(weights: Path, dst: Path, options: Mapping[str, Any], logger: Any) -> dict[str, str]:
-    """Export a .pt checkpoint to a fixed-size ONNX file at `dst` with ultralytics (no NMS in the graph)."""
+    """Export a .pt checkpoint to a fixed-size ONNX file at `dst` with ultralytics (no NMS in the graph); with
+    max_batch_size above 1, with dynamic axes (ultralytics makes batch, height and width dynamic together)."""
     # ultralytics writes next to its input: work on a copy so read-only weight folders are fine.
     source = dst.with_name("source" + weights.suffix)
     shutil.copyfile(weights, source)
     try:
         exported = load_checkpoint(source, shown_as=weights).export(
-            format="onnx", imgsz=int(options["imgsz"]), dynamic=False, simplify=True, nms=False, verbose=False)
+            format="onnx", imgsz=int(options["imgsz"]), dynamic=int(options.get("max_batch_size", 1)) > 1,
+            simplify=True, nms=False, verbose=False)
         shutil.move(exported, dst)
     finally:
         source.unlink(missing_ok=True)
