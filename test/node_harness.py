@@ -100,8 +100,10 @@ def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path, managed
         with open(log, "w") as out:
             process = start_process(command, {**env, "ROS_DOMAIN_ID": str(domain)}, stdout=out,
                                     stderr=subprocess.STDOUT)
+        every_latched = tuple(f"/{package}/{prefix}{FAMILIES[family].latched}" for prefix in prefixes) if latched \
+            else ()
         return process, ReplayProbe({**topics, "/diagnostics": DiagnosticArray}, domain_id=domain,
-                                    latched=(f"/{package}/{latched}",) if latched else ())
+                                    latched=every_latched)
 
     def node_ready(probe: ReplayProbe, timeout_s: float) -> bool:
         if managed:

@@ -11,13 +11,18 @@ from vision_factory.artifacts import prepare_artifact
 from vision_factory.backends import get_backend
 from vision_factory.errors import ConfigError
 from vision_factory.export_cache import ExportCache, sha256_file
+from vision_factory.loaded_model import model_options
+from vision_factory.manifest import load_manifest
 from vision_factory.models import yolo, yolo_weights
 
 LOG = logging.getLogger("artifacts")
+# What a yolo node with default parameters exports with (imgsz, max_batch_size).
+YOLO_OPTIONS = model_options(load_manifest("yolo"), {p.name: p.default for p in load_manifest("yolo").parameters})
 
 
 def prepare(weights: Path, backend: str, cache: ExportCache, **backend_options):
-    return prepare_artifact(yolo_weights, "yolo", get_backend(backend), weights, {"imgsz": 640}, backend_options, cache, LOG)
+    return prepare_artifact(yolo_weights, "yolo", get_backend(backend), weights, YOLO_OPTIONS, backend_options, cache,
+                            LOG)
 
 
 def test_resolve_weights(tmp_path: Path) -> None:
@@ -56,7 +61,7 @@ def test_a_checkpoint_is_exported_once_per_backend_and_keyed_by_versions(tmp_pat
     (entry,) = cache.entries()
     assert entry["fields"]["weights_sha256"] == sha256_file(CHECKPOINT)
     assert {"onnxruntime", "torch", "ultralytics", "backend", "options"} <= set(entry["fields"])
-    assert entry["fields"]["options"] == {"imgsz": 640} and "names" in entry["model_metadata"]
+    assert entry["fields"]["options"] == {"imgsz": 640, "max_batch_size": 1} and "names" in entry["model_metadata"]
     assert sorted(p.name for p in first.path.parent.iterdir()) == ["metadata.json", "model.onnx"]
 
 

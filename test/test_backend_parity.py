@@ -11,8 +11,7 @@ import pytest
 
 from conftest import CHECKPOINT, FP32_ONNX, IMAGES, INT8_ONNX, asset
 from reference import from_detections, mismatches, ultralytics_predict
-from vision_factory.loaded_model import load_model
-from vision_factory.manifest import load_manifest
+from vision_factory.loaded_model import load_default_model
 
 pytest.importorskip("ultralytics", reason="the reference is ultralytics predict")
 CONF = 0.25
@@ -36,10 +35,8 @@ _RUNNERS: dict = {}
 def runner(weights: Path, backend: str, cache_dir: Path):
     key = (weights, backend)
     if key not in _RUNNERS:
-        values = {"model": str(asset(weights)), "cache_dir": str(cache_dir), "imgsz": 640,
-                  "execution_provider": "cpu", "device": DEVICES[backend], "precision": "fp32"}
-        manifest = load_manifest("yolo")
-        _RUNNERS[key] = load_model(manifest, manifest.backend(backend), values, logging.getLogger("parity"))
+        _RUNNERS[key] = load_default_model("yolo", backend, asset(weights), cache_dir, logging.getLogger("parity"),
+                                           imgsz=640, device=DEVICES[backend], precision="fp32")
     return _RUNNERS[key]
 
 

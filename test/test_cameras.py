@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from conftest import BAG, asset
@@ -32,10 +33,11 @@ def images() -> list:
 
 
 class Cameras:
-    """Publishers on /cam<i>/image_raw, sending the bag's frames, stamped and named per camera."""
+    """Publishers on /cam<i>/image_raw, sending the bag's frames (or, for a camera in `images_of`, its own),
+    stamped and named per camera."""
 
-    def __init__(self, probe, count: int, images: list):
-        self.probe, self.images = probe, images
+    def __init__(self, probe, count: int, images: list, images_of: dict[int, list] | None = None):
+        self.probe, self.images, self.images_of = probe, images, images_of or {}
         self.publishers = [probe.node.create_publisher(Image, f"/cam{i}/image_raw", 10) for i in range(count)]
         self.sent: list[list[tuple[int, int]]] = [[] for _ in range(count)]
         probe.spin_until(lambda: all(p.get_subscription_count() > 0 for p in self.publishers), 10)
@@ -55,13 +57,14 @@ class Cameras:
     def send(self, camera: int) -> None:
         nanoseconds = time.time_ns()
         stamp = Time(sec=nanoseconds // 10**9, nanosec=nanoseconds % 10**9)
-        image = self.images[len(self.sent[camera]) % len(self.images)]
+        images = self.images_of.get(camera, self.images)
+        image = images[len(self.sent[camera]) % len(images)]
         self.publishers[camera].publish(bgr8_image(image, Header(stamp=stamp, frame_id=f"cam{camera}_optical")))
         self.sent[camera].append((stamp.sec, stamp.nanosec))
 
 
-def answers(probe, camera: int) -> list:
-    return results_of(probe, "onnx", camera=f"cam{camera}/")
+def answers(probe, camera: int, family: str = "yolo") -> list:
+    return results_of(probe, "onnx", family, camera=f"cam{camera}/")
 
 
 def check_headers(probe, cameras: Cameras) -> None:
@@ -160,3 +163,45 @@ def test_a_batching_node_answers_each_camera_as_one_by_one(workspace, images, tm
             got = from_message(message)
             assert [b.name for b in got] == [b.name for b in want]
             assert all(abs(g.score - w.score) < 1e-4 for g, w in zip(got, want))
+
+
+def test_pose_and_depth_nodes_serve_several_cameras(workspace, images, tmp_path: Path) -> None:
+    """The other families through the same node: rtmpose (stand-in networks with a known answer) and
+    depth_anything with cameras of two sizes: the model is rebuilt for the first size it needs, and the other
+    camera's frames run on it resized, each answer at its own frame's size."""
+    from vision_factory.tools.stand_in_models import (depth_anything_checkpoint, fixed_boxes_detector,
+                                                      known_answer_pose_model, peak_bins)
+
+    pose = known_answer_pose_model(tmp_path / "pose.onnx", peak_bins())
+    detector = fixed_boxes_detector(tmp_path / "detector.onnx", np.array([[100, 50, 300, 400]], np.float32),
+                                    np.array([0.9], np.float32))
+    with launched(workspace, "onnx", tmp_path, family="rtmpose", cameras=2, model=str(pose),
+                  detector_model=str(detector)) as (process, probe, log):
+        cameras = Cameras(probe, 2, images)
+        for _ in range(3):
+            for camera in (0, 1):
+                cameras.send(camera)
+            probe.spin_until(lambda: all(len(answers(probe, c, "rtmpose")) >= len(cameras.sent[c])
+                                         for c in (0, 1)), 10)
+        poses = [answers(probe, camera, "rtmpose") for camera in (0, 1)]
+        skeletons = [probe.outputs[f"/rtmpose_onnx/cam{camera}/skeleton"] for camera in (0, 1)]
+    assert all(len(p) >= 2 and all(len(a.poses) == 1 for a in p) for p in poses), [len(p) for p in poses]
+    assert all(skeletons)  # each camera's latched skeleton
+    assert {a.header.frame_id for a in poses[1]} == {"cam1_optical"}
+
+    wide = [cv2.resize(image, (960, 540)) for image in images]
+    depth = depth_anything_checkpoint(tmp_path / "depth_anything")
+    with launched(workspace, "onnx", tmp_path, family="depth_anything", cameras=2,
+                  model=str(depth)) as (process, probe, log):
+        cameras = Cameras(probe, 2, images, images_of={1: wide})
+        for _ in range(3):
+            for camera in (1, 0):
+                cameras.send(camera)
+            probe.spin_until(lambda: all(len(answers(probe, c, "depth_anything")) >= len(cameras.sent[c])
+                                         for c in (0, 1)), 60)
+        depths = [answers(probe, camera, "depth_anything") for camera in (0, 1)]
+        text = log.read_text()
+    assert all(len(d) >= 2 for d in depths), [len(d) for d in depths]
+    assert {(a.width, a.height) for a in depths[0]} == {(640, 480)}
+    assert {(a.width, a.height) for a in depths[1]} == {(960, 540)}
+    assert text.count("cam0's frames are 640x480; the model is prepared for 960x540") == 1

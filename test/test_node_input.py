@@ -38,8 +38,9 @@ def node(tmp_path_factory):
     assert node._live.current is not None, node._live.last_error
     executor.spin_once(timeout_sec=0.1)  # announce it
     published = []
-    original = node._output.publish
-    node._output.publish = lambda *args: (published.append(args), original(*args))
+    output, = node._outputs
+    original = output.publish
+    output.publish = lambda *args: (published.append(args), original(*args))
     node.published = published
     node.executor_ = executor
     yield node
@@ -51,7 +52,7 @@ def node(tmp_path_factory):
 def feed(node, msg) -> tuple[int, int]:
     """Run one frame through the node's input path; (published, rejected) increments."""
     before = len(node.published), node._stats.rejected_total
-    node._process_frame((msg, time.monotonic()))
+    node._process_frames([(0, msg, time.monotonic())])
     return len(node.published) - before[0], node._stats.rejected_total - before[1]
 
 

@@ -30,7 +30,7 @@ def test_publishers_follow_the_output_kind_table_in_a_namespace(model: str) -> N
             expected = {f"/front/{model}_onnx/{t.name}" for t in kind.topics if not t.enabled_by}
             assert expected <= published
             assert not {f"/front/{model}_onnx/{t.name}" for t in kind.topics if t.enabled_by} & published
-            assert node._input.topic == "/front/image_raw"
+            assert [i.topic for i in node._inputs] == ["/front/image_raw"]
             for topic in kind.topics:
                 if topic.enabled_by:
                     continue
