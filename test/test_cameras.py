@@ -22,9 +22,27 @@ from vision_factory.ros.image_conversion import image_to_bgr  # noqa: E402
 from vision_factory.ros.messages import bgr8_image  # noqa: E402
 from vision_factory.tools.bag_replay import decode, read_images  # noqa: E402
 
-# At least this share of a camera's frames is answered when the cameras together send no more than the node
-# serves (round robin: each waiting camera is served once per turn); measured here: all of them.
-SLOW_CAMERA_ANSWERED = 0.75
+# Round robin shares the model max-min fairly, however fast the machine: a camera gets every frame it sends
+# while that is less than an equal share of the answers, else at least that share. Allowed: FAIRNESS of it
+# (frames in flight at the edges of a run). Measured here: every frame of the slow cameras.
+FAIRNESS = 0.75
+
+
+def fair_shares(sent: list[int], answered: int) -> list[float]:
+    """The max-min fair share of `answered` answers between cameras that sent `sent` frames."""
+    shares, left = [0.0] * len(sent), float(answered)
+    waiting = sorted(range(len(sent)), key=lambda camera: sent[camera])
+    while waiting and sent[waiting[0]] <= left / len(waiting):
+        camera = waiting.pop(0)
+        shares[camera], left = sent[camera], left - sent[camera]
+    for camera in waiting:
+        shares[camera] = left / len(waiting)
+    return shares
+
+
+def test_fair_shares() -> None:
+    assert fair_shares([40, 10], 30) == [20, 10] and fair_shares([40, 10], 12) == [6, 6]
+    assert fair_shares([48, 24, 12, 6], 30) == [8, 8, 8, 6] and fair_shares([48, 24, 12, 6], 60) == [21, 21, 12, 6]
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +98,7 @@ def test_two_cameras_at_different_rates_and_one_that_stops_and_returns(workspace
         cameras = Cameras(probe, 2, images)
         cameras.run({0: 8.0, 1: 2.0}, 5.0)
         probe.spin_until(lambda: len(answers(probe, 1)) >= len(cameras.sent[1]), 3)
-        both = [len(answers(probe, camera)) for camera in (0, 1)]
+        both, sent = [len(answers(probe, camera)) for camera in (0, 1)], [len(frames) for frames in cameras.sent]
 
         cameras.run({0: 8.0}, 4.0)  # camera 1 stops
         quiet = [s for s in diagnostics_of(probe, "yolo_onnx") if s.get("topic") == "/cam1/image_raw"
@@ -92,10 +110,10 @@ def test_two_cameras_at_different_rates_and_one_that_stops_and_returns(workspace
         statuses = diagnostics_of(probe, "yolo_onnx")
         assert process.poll() is None
         check_headers(probe, cameras)
-    slow_sent = 10
-    assert both[1] >= SLOW_CAMERA_ANSWERED * slow_sent and both[0] >= 8  # both answered, the slow one fairly
+    shares = fair_shares(sent, sum(both))
+    assert all(count >= FAIRNESS * share for count, share in zip(both, shares)), (both, sent)
     assert quiet and quiet[0]["level"] == 1, "no WARN for the camera that stopped"
-    assert only_first[0] - both[0] >= 8 and only_first[1] == both[1]  # the other camera went on alone
+    assert only_first[0] - both[0] >= 4 and only_first[1] == both[1]  # the other camera went on alone
     assert len(answers(probe, 1)) > only_first[1]  # the camera that came back is answered again
     assert {s.get("topic") for s in statuses} >= {"/cam0/image_raw", "/cam1/image_raw"}  # a status per camera
     assert "listening on /cam0/image_raw, /cam1/image_raw" in log.read_text()
@@ -110,8 +128,8 @@ def test_four_cameras_are_all_answered_fairly(workspace, images, tmp_path: Path)
         counts = [len(answers(probe, camera)) for camera in range(4)]
         sent = [len(frames) for frames in cameras.sent]
     assert all(counts), (counts, sent)
-    for camera in (2, 3):  # the slow cameras lose (almost) nothing to the fast ones
-        assert counts[camera] >= SLOW_CAMERA_ANSWERED * sent[camera], (counts, sent)
+    shares = fair_shares(sent, sum(counts))
+    assert all(count >= FAIRNESS * share for count, share in zip(counts, shares)), (counts, sent, shares)
 
 
 def test_camera_benchmark_measures_one_node_against_a_node_per_camera(workspace, tmp_path: Path) -> None:

@@ -31,7 +31,8 @@ class LatestFrameWorker:
     @property
     def dropped(self) -> int:
         """Items replaced before they were processed, all slots together."""
-        return sum(self.dropped_by_slot.values())
+        with self._condition:  # submit() may add a slot meanwhile
+            return sum(self.dropped_by_slot.values())
 
     def submit(self, item: Any, slot: int = 0) -> None:
         """Queue `item` as the next one of `slot`, replacing (and counting) any item of that slot still
