@@ -244,6 +244,12 @@ def test_remote_node_survives_a_server_outage_and_reports_it(workspace, frames, 
                                      for s in diagnostics_of(probe, "yolo_remote")), 15)
         answered_during_outage = len(results_of(probe, "remote")) - answered
         server.start()
+        # The node's gRPC channel retries the connection at most RECONNECT_MS apart: the first frames after the
+        # restart may still fail. Once one is answered, every frame must be.
+        deadline = time.monotonic() + 10 * RECONNECT_MS / 1000
+        while len(results_of(probe, "remote")) == answered and time.monotonic() < deadline:
+            probe.replay("/camera/image_raw", frames[:1], settle_s=0.0)
+            probe.spin_until(lambda: len(results_of(probe, "remote")) > answered, 1.0)
         after = replay_and_collect(probe, "remote", frames)
         assert process.poll() is None
         statuses = diagnostics_of(probe, "yolo_remote")
