@@ -72,6 +72,14 @@ class Cameras:
                     self.send(camera)
             self.probe.spin(0.005)
 
+    def send_round(self, order: tuple[int, ...], family: str = "yolo", timeout_s: float = 10.0) -> None:
+        """One frame from each camera in `order`, sent at once; then wait until every frame sent so far is
+        answered (or timeout_s)."""
+        for camera in order:
+            self.send(camera)
+        self.probe.spin_until(lambda: all(len(answers(self.probe, c, family)) >= len(self.sent[c])
+                                          for c in range(len(self.sent))), timeout_s)
+
     def send(self, camera: int) -> None:
         nanoseconds = time.time_ns()
         stamp = Time(sec=nanoseconds // 10**9, nanosec=nanoseconds % 10**9)
@@ -164,9 +172,7 @@ def test_a_batching_node_answers_each_camera_as_one_by_one(workspace, images, tm
                   model=str(asset(CHECKPOINT))) as (process, probe, log):
         cameras = Cameras(probe, 3, images)
         for _ in range(8):  # rounds until every camera has 3 answers (a first frame may precede the QoS match)
-            for camera in range(3):
-                cameras.send(camera)
-            probe.spin_until(lambda: all(len(answers(probe, c)) >= len(cameras.sent[c]) for c in range(3)), 10)
+            cameras.send_round((0, 1, 2))
             if all(len(answers(probe, c)) >= 3 for c in range(3)):
                 break
         check_headers(probe, cameras)
@@ -197,10 +203,7 @@ def test_pose_and_depth_nodes_serve_several_cameras(workspace, images, tmp_path:
                   detector_model=str(detector)) as (process, probe, log):
         cameras = Cameras(probe, 2, images)
         for _ in range(3):
-            for camera in (0, 1):
-                cameras.send(camera)
-            probe.spin_until(lambda: all(len(answers(probe, c, "rtmpose")) >= len(cameras.sent[c])
-                                         for c in (0, 1)), 10)
+            cameras.send_round((0, 1), "rtmpose")
         poses = [answers(probe, camera, "rtmpose") for camera in (0, 1)]
         skeletons = [probe.outputs[f"/rtmpose_onnx/cam{camera}/skeleton"] for camera in (0, 1)]
     assert all(len(p) >= 2 and all(len(a.poses) == 1 for a in p) for p in poses), [len(p) for p in poses]
@@ -213,10 +216,7 @@ def test_pose_and_depth_nodes_serve_several_cameras(workspace, images, tmp_path:
                   model=str(depth)) as (process, probe, log):
         cameras = Cameras(probe, 2, images, images_of={1: wide})
         for _ in range(3):
-            for camera in (1, 0):
-                cameras.send(camera)
-            probe.spin_until(lambda: all(len(answers(probe, c, "depth_anything")) >= len(cameras.sent[c])
-                                         for c in (0, 1)), 60)
+            cameras.send_round((1, 0), "depth_anything", timeout_s=60)  # 960x540 first: the model is rebuilt for it
         depths = [answers(probe, camera, "depth_anything") for camera in (0, 1)]
         text = log.read_text()
     assert all(len(d) >= 2 for d in depths), [len(d) for d in depths]
