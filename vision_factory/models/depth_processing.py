@@ -100,9 +100,7 @@ class ImageProcessing:
             # 25 grey levels on bus.jpg, PIL by 1.
             resized = np.asarray(Image.fromarray(rgb).resize(size_hw[::-1], Image.Resampling(self.resample)),
                                  np.float32)
-        scale = (1.0 / (255.0 * np.array(self.std))).astype(np.float32)
-        offset = (-np.array(self.mean) / np.array(self.std)).astype(np.float32)
-        return np.ascontiguousarray((resized * scale + offset).transpose(2, 0, 1)[None])
+        return normalised_blob(resized, self.mean, self.std)
 
     def postprocess(self, prediction: np.ndarray, frame_hw: tuple[int, int]) -> np.ndarray:
         """The network's (h, w) prediction at the frame's size: bicubic (OpenCV's kernel is PyTorch's,
@@ -111,6 +109,14 @@ class ImageProcessing:
         padded_hw = (frame_hw[0] + 2 * pad_h, frame_hw[1] + 2 * pad_w)
         values = cv2.resize(prediction.astype(np.float32), padded_hw[::-1], interpolation=cv2.INTER_CUBIC)
         return np.ascontiguousarray(values[pad_h:pad_h + frame_hw[0], pad_w:pad_w + frame_hw[1]])
+
+
+def normalised_blob(rgb: np.ndarray, mean: tuple[float, float, float], std: tuple[float, float, float]) -> np.ndarray:
+    """An (h, w, 3) RGB image of 0..255 values -> (1, 3, h, w) float32, rescaled to 0..1 and normalised by
+    mean and std, as transformers' image processors do."""
+    scale = (1.0 / (255.0 * np.array(std))).astype(np.float32)
+    offset = (-np.array(mean) / np.array(std)).astype(np.float32)
+    return np.ascontiguousarray((rgb * scale + offset).transpose(2, 0, 1)[None])
 
 
 def resize_corner_aligned(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
