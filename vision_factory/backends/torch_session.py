@@ -74,7 +74,9 @@ class TorchSession:
     def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         torch = self._torch
         with torch.inference_mode():
-            tensors = [torch.from_numpy(array).to(self._device, self._dtype) for array in inputs.values()]
+            # Images take the session's precision; integer inputs (token ids, masks) stay integers.
+            tensors = [torch.from_numpy(array).to(self._device, self._dtype if array.dtype.kind == "f" else None)
+                       for array in inputs.values()]
             outputs = self._module(*tensors)
         if isinstance(outputs, torch.Tensor):
             outputs = (outputs,)
