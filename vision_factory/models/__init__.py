@@ -76,6 +76,14 @@ class BatchModel(FrameModel, Protocol):
         """One result per image, equal to what __call__ gives for each."""
 
 
+class PromptedModel(FrameModel, Protocol):
+    """Optional on a FrameModel whose classes are set by a frame option (an open-vocabulary detector's
+    prompt): its `labels` are those of the last frame, and the node republishes its class map on a change."""
+
+    def labels_for(self, frame_options: Mapping[str, Any]) -> tuple[str, ...]:
+        """The class names of frames run with these options (the node passes all its parameter values)."""
+
+
 class ModelFamily(Protocol):
     """The model module: builds the frame model once the backend sessions are open."""
 

@@ -54,7 +54,8 @@ class Output:
 class DetectionOutput(Output):
     """~/detections (vision_msgs/Detection2DArray, every processed frame, also when empty, with track ids
     when the `tracker` parameter names one), ~/label_info (vision_msgs/LabelInfo, latched; republished when
-    its threshold changes) and ~/debug_image (sensor_msgs/Image, bgr8, on request)."""
+    the class map (a prompted model's prompt) or the threshold changes) and ~/debug_image
+    (sensor_msgs/Image, bgr8, on request)."""
 
     THRESHOLD = "confidence_threshold"  # the parameter LabelInfo.threshold reports
 
@@ -62,6 +63,7 @@ class DetectionOutput(Output):
         self._node = node
         self._publishers = create_publishers(node, "detections", prefix)
         self._label_info: tuple[tuple[str, ...], float] | None = None
+        self._threshold = 0.0
         self._tracker = LiveTracker(node.get_logger())
 
     @staticmethod
@@ -70,14 +72,22 @@ class DetectionOutput(Output):
 
     def configure(self, values: dict[str, Any], model: Any) -> None:
         """Take the node's parameter values and the model (when a session starts, after changes)."""
-        label_info = (model.labels, float(values.get(self.THRESHOLD, 0.0)))
+        self._threshold = float(values.get(self.THRESHOLD, 0.0))
+        # A prompted model's classes follow its parameters (models.PromptedModel): a new prompt, a new map.
+        labels_for = getattr(model, "labels_for", None)
+        self._publish_label_info(labels_for(values) if labels_for is not None else model.labels)
+        self._tracker.configure(values)
+
+    def _publish_label_info(self, labels: tuple[str, ...]) -> None:
+        """~/label_info, when the class map or its threshold differs from the last one published."""
+        label_info = (labels, self._threshold)
         if label_info != self._label_info:
             self._label_info = label_info
             header = Header(stamp=self._node.get_clock().now().to_msg())
             self._publishers["label_info"].publish(messages.label_info(*label_info, header))
-        self._tracker.configure(values)
 
     def publish(self, result: Detections, header: Header, image_bgr: np.ndarray, debug_image: bool) -> None:
+        self._publish_label_info(result.labels)  # a frame run before a prompt changed carries the old map
         track_ids = self._tracker.ids(result.boxes_xyxy, result.scores, messages.stamp_seconds(header))
         if track_ids is not None:
             result = replace(result, track_ids=tuple(track_ids))
