@@ -57,7 +57,7 @@ class Family:
 
 FAMILIES = {model: Family(load_manifest(model).output_kind, results) for model, results in (
     ("yolo", "detections"), ("rtmpose", "poses"), ("depth_anything", "inverse_depth_relative"),
-    ("bytetrack", "detections"))}
+    ("grounding_dino", "detections"), ("bytetrack", "detections"))}
 assert all(family.kind.topic(family.results).per_frame for family in FAMILIES.values())
 
 

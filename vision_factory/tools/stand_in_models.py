@@ -1,7 +1,8 @@
 """Stand-in models with the real models' exact signatures, for the tests and the benchmarks where real
 weights cannot be had (no downloads here): ONNX files built with onnx.helper whose answers are known (an
 RTMPose whose SimCC peaks sit at chosen bins, an end-to-end YOLOX returning chosen boxes, a depth model
-returning its input), and the real transformers depth architectures built from configs with fixed seeds.
+returning its input), and the real transformers depth and Grounding DINO architectures built from configs
+with fixed seeds.
 Speed does not depend on weights' values, so the benchmark's depth rows are real; its pose network is a
 known-answer stand-in (nearly no compute), so the pose rows measure the detector and the pipeline."""
 from __future__ import annotations
@@ -158,3 +159,50 @@ def mean_channel_depth_model(path: Path, height: int, width: int) -> Path:
     model.metadata_props.add(key="depth_kind", value="metric")
     onnx.save(model, str(path))
     return path
+
+
+# Words of the stand-in tokenizer's vocabulary (the real one is BERT's): the tests' prompts use these.
+GROUNDING_WORDS = ("person", "bus", "car", "dog", "forklift", "pallet", "red", "big", "a", "the", "tie", "stop",
+                   "sign", "traffic", "light", "hand", "bag", "wheel", "window", "road", "shoe", "hat")
+# The ids transformers' Grounding DINO takes as phrase delimiters ([CLS], [SEP], ".", "?"), BERT's.
+_BERT_IDS = {0: "[PAD]", 100: "[UNK]", 101: "[CLS]", 102: "[SEP]", 103: "[MASK]", 1012: ".", 1029: "?"}
+
+
+def grounding_tokenizer(folder: Path) -> Any:
+    """A small BERT WordPiece tokenizer with BERT's special and delimiter ids (no download), saved in folder."""
+    from transformers import BertTokenizerFast
+
+    vocabulary = [f"[unused{i}]" for i in range(1040)]
+    for index, token in _BERT_IDS.items():
+        vocabulary[index] = token
+    for index, word in enumerate(GROUNDING_WORDS):
+        vocabulary[200 + 2 * index], vocabulary[201 + 2 * index] = word, f"##{word[-2:]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = BertTokenizerFast(vocab={token: index for index, token in enumerate(vocabulary)}, do_lower_case=True)
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def grounding_dino_checkpoint(folder: Path, size: str = "small", seed: int = 0) -> Path:
+    """A Grounding DINO (the real architecture: Swin backbone, BERT text encoder, deformable encoder and
+    decoder) saved with save_pretrained, with its processor. "full": the published tiny checkpoint's config
+    (Swin-T, BERT-base, 900 queries); "small": the same architecture shrunk to keep tests fast."""
+    import torch
+    from transformers import (BertConfig, GroundingDinoConfig, GroundingDinoForObjectDetection,
+                              GroundingDinoImageProcessor, GroundingDinoProcessor, SwinConfig)
+
+    if size == "full":
+        config = GroundingDinoConfig()
+    else:
+        config = GroundingDinoConfig(
+            backbone_config=SwinConfig(embed_dim=24, depths=[1, 1, 1, 1], num_heads=[1, 2, 3, 4], window_size=7,
+                                       out_indices=[2, 3, 4]),
+            text_config=BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64),
+            d_model=32, encoder_layers=1, decoder_layers=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+            encoder_attention_heads=2, decoder_attention_heads=2, num_queries=50, encoder_n_points=2,
+            decoder_n_points=2)
+    torch.manual_seed(seed)
+    GroundingDinoForObjectDetection(config).eval().save_pretrained(folder)
+    GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(),
+                           tokenizer=grounding_tokenizer(folder)).save_pretrained(folder)
+    return folder
