@@ -16,11 +16,12 @@ pytest.importorskip("rtmlib", reason="the pose baseline is rtmlib's Body")
 pytest.importorskip("matplotlib", reason="the benchmark writes plots")
 
 # The packages the test workspace builds, per model.
-BACKENDS = {"yolo": ["onnx", "openvino", "cuda"], "rtmpose": ["onnx", "openvino"], "depth_anything": ["onnx", "cuda"]}
+BACKENDS = {"yolo": ["onnx", "openvino", "cuda"], "rtmpose": ["onnx", "openvino"], "depth_anything": ["onnx", "cuda"],
+            "grounding_dino": ["onnx"]}
 
 
-# Ten processes, each started twice (warm and empty cache): ~3.5 min here, over 5 when the CPUs are shared.
-@pytest.mark.timeout(900)
+# Twelve processes, each started twice (warm and empty cache): ~4 min here, over 6 when the CPUs are shared.
+@pytest.mark.timeout(1200)
 def test_quick_benchmark_measures_every_node_and_every_baseline(workspace, tmp_path) -> None:
     from vision_factory.tools.bench.compare import QUICK, SUITES, bench_frames, run_suite, write_results
 
@@ -46,6 +47,7 @@ def test_quick_benchmark_measures_every_node_and_every_baseline(workspace, tmp_p
     markdown = write_results(rows, {"tensorrt": "tensorrt is not installed"}, True, tmp_path)
     assert "| yolo_onnx |" in markdown and "| depth_anything_cuda |" in markdown and "tensorrt: skipped" in markdown
     assert "the rtmlib Body node's throughput" in markdown and "the transformers pipeline node's" in markdown
+    assert "| grounding_dino_onnx |" in markdown and "the transformers zero-shot pipeline node's" in markdown
     assert json.loads((tmp_path / "bench.json").read_text())["rows"][0]["name"] == "yolo_onnx"
     for model in BACKENDS:
         for plot in ("latency", "throughput", "memory"):

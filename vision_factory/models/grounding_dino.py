@@ -254,12 +254,16 @@ class GroundingDinoDetector:
         return Detections(xyxy.astype(np.float32), scores[keep].astype(np.float32), best.astype(np.int64),
                           prompt.phrases)
 
+    def network_inputs(self, image_bgr: np.ndarray, prompt: str = DEFAULT_PROMPT) -> dict[str, np.ndarray]:
+        """The session's inputs for a frame and a prompt, by name."""
+        tokens = self.prompt(prompt)
+        return {"pixel_values": self.preprocess(image_bgr), "input_ids": tokens.input_ids,
+                "token_type_ids": tokens.token_type_ids, "attention_mask": tokens.attention_mask}
+
     def __call__(self, image_bgr: np.ndarray, prompt: str = DEFAULT_PROMPT, box_threshold: float = 0.35,
                  text_threshold: float = 0.25) -> Detections:
         tokens = self.prompt(prompt)
-        logits, boxes = self.session.run({
-            "pixel_values": self.preprocess(image_bgr), "input_ids": tokens.input_ids,
-            "token_type_ids": tokens.token_type_ids, "attention_mask": tokens.attention_mask})
+        logits, boxes = self.session.run(self.network_inputs(image_bgr, prompt))
         self.labels = tokens.phrases
         return self.postprocess(logits, boxes, tokens, image_bgr.shape[:2], box_threshold, text_threshold)
 

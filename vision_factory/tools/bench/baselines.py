@@ -7,6 +7,8 @@ pipeline on every frame inside its subscription callback. Kept deliberately plai
         rtmlib's Body pipeline (its YOLOX, then RTMPose in each box), onnxruntime    -> ~/poses
     python -m vision_factory.tools.bench.baselines depth --model FOLDER [--device cpu]
         transformers' depth-estimation pipeline                                      -> ~/inverse_depth_relative
+    python -m vision_factory.tools.bench.baselines zero_shot --model FOLDER --prompt "person . bus"
+        transformers' zero-shot-object-detection pipeline (Grounding DINO)           -> ~/detections
 
 Each subscribes to image_raw with the sensor-data QoS profile and publishes with the input header, in the
 message types our nodes publish (so message building costs the same).
@@ -21,7 +23,8 @@ import numpy as np
 # kind -> (node name, the topic under it: the per-frame topic our nodes publish the same answers on,
 # named as in vision_factory.output_kinds)
 NODES = {"yolo": ("ultralytics_predict", "detections"), "pose": ("rtmlib_body", "poses"),
-         "depth": ("transformers_depth_pipeline", "inverse_depth_relative")}
+         "depth": ("transformers_depth_pipeline", "inverse_depth_relative"),
+         "zero_shot": ("transformers_zero_shot_pipeline", "detections")}
 
 
 def ultralytics_predict(args: argparse.Namespace) -> tuple[type, Callable[[Any], Any]]:
@@ -92,7 +95,33 @@ def transformers_pipeline(args: argparse.Namespace) -> tuple[type, Callable[[Any
     return Image, answer
 
 
-BASELINES = {"yolo": ultralytics_predict, "pose": rtmlib_body, "depth": transformers_pipeline}
+def transformers_zero_shot(args: argparse.Namespace) -> tuple[type, Callable[[Any], Any]]:
+    from PIL import Image as PilImage
+    from transformers import pipeline
+    from vision_msgs.msg import Detection2DArray
+
+    from vision_factory.detections import Detections
+    from vision_factory.models.grounding_text import phrases
+    from vision_factory.ros.image_conversion import image_to_bgr
+    from vision_factory.ros.messages import detection_array
+
+    detect = pipeline("zero-shot-object-detection", model=args.model, device=args.device)
+    labels = phrases(args.prompt)
+
+    def answer(msg: Any) -> Detection2DArray:
+        rgb = np.ascontiguousarray(image_to_bgr(msg)[:, :, ::-1])
+        found = detect(PilImage.fromarray(rgb), candidate_labels=list(labels), threshold=0.35)
+        boxes = np.array([[d["box"][k] for k in ("xmin", "ymin", "xmax", "ymax")] for d in found], np.float32)
+        names = [d["label"] for d in found]
+        detections = Detections(boxes.reshape(-1, 4), np.array([d["score"] for d in found], np.float32),
+                                np.array([labels.index(n) if n in labels else -1 for n in names], np.int64), labels)
+        return detection_array(detections, msg.header)
+
+    return Detection2DArray, answer
+
+
+BASELINES = {"yolo": ultralytics_predict, "pose": rtmlib_body, "depth": transformers_pipeline,
+             "zero_shot": transformers_zero_shot}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -102,7 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--imgsz", type=int, default=640)
     parser.add_argument("--detector", help="pose: an end-to-end YOLOX .onnx")
     parser.add_argument("--pose", help="pose: an RTMPose .onnx")
-    parser.add_argument("--model", help="depth: a transformers model folder or id")
+    parser.add_argument("--model", help="depth, zero_shot: a transformers model folder or id")
+    parser.add_argument("--prompt", default="person", help="zero_shot: phrases separated by dots")
     parser.add_argument("--device", default="cpu")
     args, ros_args = parser.parse_known_args(argv)
 

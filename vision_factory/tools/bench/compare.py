@@ -1,7 +1,7 @@
 """`vision-factory bench`: how fast, how lean and how quick to start each node is, next to what users run
 today, measured in one run so the ratios are fair.
 
-    vision-factory bench [--quick] [--out out/bench] [--models yolo,rtmpose,depth_anything]
+    vision-factory bench [--quick] [--out out/bench] [--models yolo,rtmpose,depth_anything,grounding_dino]
                          [--backends onnx,openvino,cuda] [--server-url grpc://HOST:PORT]
 
 For each model x backend that can run on this machine, and for the model's baseline, with the same weights
@@ -14,6 +14,9 @@ and input size:
   depth_anything  baseline: transformers' depth-estimation pipeline in an rclpy node; the real
                   Depth-Anything-V2-Small architecture built from its config (speed does not depend on
                   the weights' values; --quick uses a tiny one)
+  grounding_dino  baseline: transformers' zero-shot-object-detection pipeline in an rclpy node; the real
+                  grounding-dino-tiny architecture (Swin-T, BERT-base) built from its config, prompt
+                  "person . bus . car" (--quick: a small config)
 Figures:
   raw inference   the backend sessions alone on preprocessed tensors: p50/p90/p99, frames per second
   end to end      640x480 frames sent one at a time into the node process; frame stamp -> answer
@@ -102,12 +105,17 @@ SUITES = {s.model: s for s in (
     Suite("rtmpose", "rtmlib Body node", "pose", "onnx", Plan(200, 200, (5.0, 10.0, 20.0, 40.0), 5.0)),
     # About a second a frame on a 2-core CPU: fewer frames, slower rates.
     Suite("depth_anything", "transformers pipeline node", "depth", "cuda", Plan(30, 40, (0.5, 1.0, 2.0, 4.0), 10.0)),
+    # Several seconds a frame at full size on a 2-core CPU.
+    Suite("grounding_dino", "transformers zero-shot pipeline node", "zero_shot", "cuda",
+          Plan(5, 8, (0.1, 0.5), 20.0)),
 )}
+GROUNDING_PROMPT = "person . bus . car"
 
 
 def suite_weights(model: str, quick: bool, folder: Path, yolo_weights: Path) -> tuple[dict[str, str], list[str]]:
     """The node parameters naming `model`'s benchmark weights, and the baseline's arguments for the same."""
-    from vision_factory.tools.stand_in_models import depth_anything_checkpoint, known_answer_pose_model, peak_bins
+    from vision_factory.tools.stand_in_models import (depth_anything_checkpoint, grounding_dino_checkpoint,
+                                                      known_answer_pose_model, peak_bins)
 
     folder.mkdir(parents=True, exist_ok=True)
     if model == "yolo":
@@ -117,6 +125,12 @@ def suite_weights(model: str, quick: bool, folder: Path, yolo_weights: Path) -> 
         detector = ASSETS / "models" / "yolox_nano_8xb8-300e_humanart-40f6f0d0.onnx"
         return {"model": str(pose), "detector_model": str(detector)}, ["pose", "--detector", str(detector),
                                                                         "--pose", str(pose)]
+    if model == "grounding_dino":
+        checkpoint = folder / f"grounding_dino_{'small' if quick else 'full'}"
+        if not checkpoint.is_dir():
+            grounding_dino_checkpoint(checkpoint, size="small" if quick else "full")
+        return ({"model": str(checkpoint), "prompt": GROUNDING_PROMPT},
+                ["zero_shot", "--model", str(checkpoint), "--prompt", GROUNDING_PROMPT])
     checkpoint = folder / f"depth_anything_{'tiny' if quick else 'small'}"
     if not checkpoint.is_dir():
         depth_anything_checkpoint(checkpoint, size="tiny" if quick else "small")

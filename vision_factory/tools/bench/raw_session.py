@@ -6,8 +6,8 @@ image.
 
 Prints one JSON object (active provider/device, p50/p90/p99 ms, frames per second, MB of tensors a frame moves
 in and out of the sessions: what a remote backend sends over the network). One iteration runs
-every network a frame needs: YOLO and depth one; RTMPose the detector, then the pose network for each
-person found. The benchmark runs it in a fresh process per backend so no other runtime's threads or
+every network a frame needs: YOLO, depth and Grounding DINO (with the prompt given) one; RTMPose the
+detector, then the pose network for each person found. The benchmark runs it in a fresh process per backend so no other runtime's threads or
 memory share the measurement.
 """
 from __future__ import annotations
@@ -28,38 +28,51 @@ from vision_factory.parameters import parse_assignments
 from vision_factory.tools.bench.node_probe import percentiles_ms
 
 
-def _detections(model: Any, image: np.ndarray) -> list[tuple[Any, np.ndarray]]:
-    return [(model.session, model.preprocess(image)[0])]
+Feed = list[tuple[Any, dict[str, np.ndarray]]]  # the (session, inputs by name) runs one frame makes
 
 
-def _poses(model: Any, image: np.ndarray) -> list[tuple[Any, np.ndarray]]:
+def _detections(model: Any, image: np.ndarray) -> Feed:
+    return [(model.session, {model.session.input_name: model.preprocess(image)[0]})]
+
+
+def _poses(model: Any, image: np.ndarray) -> Feed:
     """The detector once, then the pose network once per person the node would estimate."""
     blob, _ = model.detector.preprocess(image)
     boxes = model(image).boxes_xyxy  # the people found at the node's default thresholds
     crops = [model.estimator.preprocess(image, box)[0] for box in boxes]
-    return [(model.detector.session, blob)] + [(model.estimator.session, crop) for crop in crops]
+    return [(model.detector.session, {model.detector.session.input_name: blob})] + [
+        (model.estimator.session, {model.estimator.session.input_name: crop}) for crop in crops]
 
 
-def _depth(model: Any, image: np.ndarray) -> list[tuple[Any, np.ndarray]]:
-    return [(model.session, model.preprocess(image))]
+def _depth(model: Any, image: np.ndarray) -> Feed:
+    return [(model.session, {model.session.input_name: model.preprocess(image)})]
 
 
-# Output kind -> the (session, input tensor) pairs one frame runs.
-FEEDS: dict[str, Callable[[Any, np.ndarray], list[tuple[Any, np.ndarray]]]] = {
-    "detections": _detections, "poses": _poses, "depth": _depth}
+def _prompted(model: Any, image: np.ndarray, parameters: dict[str, Any]) -> Feed:
+    """An open-vocabulary detector: the frame with the prompt given (-p prompt=...), else the node's default."""
+    return [(model.session, model.network_inputs(image, **{k: v for k, v in parameters.items() if k == "prompt"}))]
+
+
+# Output kind -> the session runs one frame makes (a model whose network takes more than the frame: by name).
+FEEDS: dict[str, Callable[..., Feed]] = {"detections": _detections, "poses": _poses, "depth": _depth}
+MODEL_FEEDS: dict[str, Callable[..., Feed]] = {"grounding_dino": _prompted}
 
 
 def measure(model: str, backend: str, image_path: Path, iterations: int, cache_dir: Path,
             overrides: dict[str, Any]) -> dict[str, Any]:
     runner = load_default_model(model, backend, overrides.pop("model"), cache_dir, **overrides)
-    feeds = FEEDS[runner.manifest.output](runner.model, cv2.imread(str(image_path)))
+    image = cv2.imread(str(image_path))
+    if model in MODEL_FEEDS:
+        feeds = MODEL_FEEDS[model](runner.model, image, overrides)
+    else:
+        feeds = FEEDS[runner.manifest.output](runner.model, image)
 
     def run_once() -> int:
         """One frame; the bytes of the tensors it moved in and out of the sessions."""
         moved = 0
-        for session, tensor in feeds:
-            outputs = session.run({session.input_name: tensor})
-            moved += tensor.nbytes + sum(output.nbytes for output in outputs)
+        for session, inputs in feeds:
+            outputs = session.run(inputs)
+            moved += sum(tensor.nbytes for tensor in inputs.values()) + sum(output.nbytes for output in outputs)
         return moved
 
     for _ in range(max(3, iterations // 10)):
