@@ -174,7 +174,7 @@ def fake_tensorrt(parse_ok: bool = True) -> types.ModuleType:
     trt.BuilderFlag = types.SimpleNamespace(FP16="FP16")
     trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
     trt.TensorIOMode = types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
-    trt.nptype = lambda dtype: np.float32
+    trt.nptype = lambda dtype: {"float": np.float32, "int64": np.int64}[dtype]
 
     class Config:
         def set_memory_pool_limit(self, pool, size):
@@ -182,6 +182,16 @@ def fake_tensorrt(parse_ok: bool = True) -> types.ModuleType:
 
         def set_flag(self, flag):
             trt.calls.append(("flag", flag))
+
+        def add_optimization_profile(self, profile):
+            trt.calls.append(("profile", profile.shapes))
+
+    class Profile:
+        def __init__(self):
+            self.shapes = {}
+
+        def set_shape(self, name, smallest, optimal, largest):
+            self.shapes[name] = (smallest, optimal, largest)
 
     class Builder:
         platform_has_fast_fp16 = True
@@ -194,6 +204,9 @@ def fake_tensorrt(parse_ok: bool = True) -> types.ModuleType:
 
         def create_builder_config(self):
             return Config()
+
+        def create_optimization_profile(self):
+            return Profile()
 
         def build_serialized_network(self, network, config):
             return b"ENGINE"
@@ -211,43 +224,65 @@ def fake_tensorrt(parse_ok: bool = True) -> types.ModuleType:
         def get_error(self, index):
             return "unsupported operator Foo"
 
+    class Engine:
+        """Static: 'images' (1, 1, 2, 3) float -> 'output0', doubled. Dynamic: 'tokens' (1, -1) int64, profile
+        1..8 tokens -> 'doubled'."""
+
+        def __init__(self, dynamic: bool):
+            names = (["tokens", "doubled"] if dynamic else ["images", "output0"])
+            self.shapes = dict(zip(names, [(1, -1)] * 2 if dynamic else [(1, 1, 2, 3)] * 2))
+            self.dtype = "int64" if dynamic else "float"
+            self.names, self.num_io_tensors = names, 2
+
+        def get_tensor_name(self, i):
+            return self.names[i]
+
+        def get_tensor_shape(self, name):
+            return self.shapes[name]
+
+        def get_tensor_dtype(self, name):
+            return self.dtype
+
+        def get_tensor_mode(self, name):
+            return "INPUT" if name == self.names[0] else "OUTPUT"
+
+        def get_tensor_profile_shape(self, name, profile):
+            return [(1, 1), (1, 4), (1, 8)]
+
+        def create_execution_context(self):
+            return Context(self)
+
     class Context:
-        def __init__(self):
-            self.addresses = {}
+        def __init__(self, engine):
+            self.engine, self.addresses, self.input_shape = engine, {}, None
 
         def set_tensor_address(self, name, pointer):
             self.addresses[name] = pointer
 
-        def execute_async_v3(self, stream):
-            source = np.ctypeslib.as_array((ctypes.c_float * 6).from_address(self.addresses["images"]))
-            target = np.ctypeslib.as_array((ctypes.c_float * 6).from_address(self.addresses["output0"]))
-            target[:] = 2 * source
+        def set_input_shape(self, name, shape):
+            trt.calls.append(("input_shape", name, tuple(shape)))
+            if not 1 <= shape[1] <= 8:
+                return False
+            self.input_shape = tuple(shape)
             return True
 
-    class Engine:
-        num_io_tensors = 2
-
-        def get_tensor_name(self, i):
-            return ["images", "output0"][i]
-
         def get_tensor_shape(self, name):
-            return (1, 1, 2, 3)
+            return self.input_shape or self.engine.shapes[name]
 
-        def get_tensor_dtype(self, name):
-            return "float"
-
-        def get_tensor_mode(self, name):
-            return "INPUT" if name == "images" else "OUTPUT"
-
-        def create_execution_context(self):
-            return Context()
+        def execute_async_v3(self, stream):
+            count = int(np.prod(self.get_tensor_shape(self.engine.names[0])))
+            kind = ctypes.c_int64 if self.engine.dtype == "int64" else ctypes.c_float
+            source, target = (np.ctypeslib.as_array((kind * count).from_address(self.addresses[name]))
+                              for name in self.engine.names)
+            target[:] = 2 * source
+            return True
 
     class Runtime:
         def __init__(self, logger):
             pass
 
         def deserialize_cuda_engine(self, data):
-            return Engine() if data == b"ENGINE" else None
+            return {b"ENGINE": Engine(False), b"DYNAMIC": Engine(True)}.get(data)
 
     trt.Builder, trt.OnnxParser, trt.Runtime = Builder, OnnxParser, Runtime
     return trt
@@ -306,6 +341,40 @@ def test_tensorrt_session_moves_data_through_device_buffers(fake_gpu, tmp_path) 
         TensorRtSession(engine, {})
     with pytest.raises(BackendError, match="GPU index"):
         TensorRtSession(engine, {"device": "gpu"})
+
+
+def test_tensorrt_engines_take_a_dynamic_axis_within_its_profile(fake_gpu, tmp_path) -> None:
+    """An input axis the export declares dynamic, with its range in the ONNX metadata: the engine is built
+    with an optimization profile over it, and the session sets each run's shape, keeps integer inputs integer
+    and refuses a shape outside the profile."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from vision_factory.backends import tensorrt_session
+    from vision_factory.backends.session import DYNAMIC_AXIS_RANGES
+
+    trt, _ = fake_gpu
+    graph = helper.make_graph([helper.make_node("Add", ["tokens", "tokens"], ["doubled"])], "double_tokens",
+                              [helper.make_tensor_value_info("tokens", TensorProto.INT64, [1, "length"])],
+                              [helper.make_tensor_value_info("doubled", TensorProto.INT64, [1, "length"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "tokens.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(BackendError, match="dynamic axis 'length' with no range"):
+        tensorrt_session.build_engine(path, tmp_path / "e", {}, logging.getLogger("t"))
+    model.metadata_props.add(key=DYNAMIC_AXIS_RANGES, value='{"length": [1, 4, 8]}')
+    onnx.save(model, str(path))
+    tensorrt_session.build_engine(path, tmp_path / "e", {}, logging.getLogger("t"))
+    assert ("profile", {"tokens": ((1, 1), (1, 4), (1, 8))}) in trt.calls
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"DYNAMIC")
+    session = tensorrt_session.TensorRtSession(engine, {})
+    assert session.input_shape == (1, -1) and ("input_shape", "tokens", (1, 8)) in trt.calls  # buffers: largest
+    for tokens in (np.array([[101, 7, 102]]), np.arange(8).reshape(1, 8)):
+        result, = session.run({"tokens": tokens})
+        assert result.dtype == np.int64 and np.array_equal(result, 2 * tokens)
+    with pytest.raises(BackendError, match="outside the engine's optimization profile"):
+        session.run({"tokens": np.zeros((1, 9), np.int64)})
 
 
 @pytest.mark.parametrize("backend, name, value, problem", [

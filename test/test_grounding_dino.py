@@ -226,3 +226,13 @@ def test_a_cached_export_runs_without_torch_or_transformers(checkpoint, tmp_path
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "('person', 'bus')" in result.stdout
+
+
+def test_the_export_gives_tensorrt_its_text_axis_range(checkpoint, tmp_path) -> None:
+    """A TensorRT engine needs bounds for the prompt's dynamic length: the export declares 1 to 256 tokens,
+    which the engine build turns into one optimization profile (the image size stays fixed)."""
+    from vision_factory.backends.tensorrt_session import profile_shapes
+
+    loaded = runner("onnx", checkpoint, tmp_path, (480, 640))
+    assert profile_shapes(loaded.artifact.path) == {
+        name: ((1, 1), (1, 16), (1, 256)) for name in ("input_ids", "token_type_ids", "attention_mask")}

@@ -30,5 +30,11 @@ class ReportingSession(Protocol):
         ...
 
 
+# ONNX metadata key: {axis name (an input's dim_param): [min, opt, max]} for the dynamic axes of a network's
+# inputs (e.g. a prompt's length), for runtimes that build for a range of shapes (TensorRT's optimization
+# profiles). Written by a model's export.
+DYNAMIC_AXIS_RANGES = "dynamic_axis_ranges"
+
+
 class BackendError(RuntimeError):
     """A backend cannot be opened with the requested settings; the text says what is available."""

@@ -6,13 +6,14 @@ both APIs and is NOT verified on a real GPU there (see README).
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from vision_factory.backends.session import BackendError
+from vision_factory.backends.session import DYNAMIC_AXIS_RANGES, BackendError
 
 WORKSPACE_BYTES = 1 << 30
 
@@ -50,8 +51,34 @@ def _device_index(options: Mapping[str, Any]) -> int:
     return int(text)
 
 
+def profile_shapes(onnx_path: Path) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """Per input with a dynamic axis: its (min, opt, max) shapes, from the ranges the export wrote into the
+    ONNX metadata (DYNAMIC_AXIS_RANGES); BackendError for a dynamic axis with no range."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    metadata = {prop.key: prop.value for prop in model.metadata_props}
+    ranges = json.loads(metadata.get(DYNAMIC_AXIS_RANGES, "{}"))
+    initializers = {initializer.name for initializer in model.graph.initializer}
+    shapes = {}
+    for tensor in model.graph.input:
+        if tensor.name in initializers:
+            continue
+        dims = tensor.type.tensor_type.shape.dim
+        if all(dim.HasField("dim_value") for dim in dims):
+            continue
+        missing = [dim.dim_param or "?" for dim in dims if not dim.HasField("dim_value") and dim.dim_param not in ranges]
+        if missing:
+            raise BackendError(f"input '{tensor.name}' of {onnx_path.name} has a dynamic axis '{missing[0]}' with no "
+                               f"range for a TensorRT optimization profile; export it with a fixed size")
+        shapes[tensor.name] = tuple(tuple(dim.dim_value if dim.HasField("dim_value") else ranges[dim.dim_param][i]
+                                          for dim in dims) for i in range(3))
+    return shapes
+
+
 def build_engine(onnx_path: Path, engine_path: Path, options: Mapping[str, Any], logger: Any) -> dict[str, str]:
-    """Parse `onnx_path`, build an engine (fp16 unless precision is fp32) and serialize it to `engine_path`."""
+    """Parse `onnx_path`, build an engine (fp16 unless precision is fp32; one optimization profile over the
+    ranges of its dynamic axes, if it has any) and serialize it to `engine_path`."""
     import tensorrt as trt
 
     cudart = _cudart()
@@ -65,6 +92,12 @@ def build_engine(onnx_path: Path, engine_path: Path, options: Mapping[str, Any],
         raise BackendError(f"TensorRT cannot parse {onnx_path.name}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+    dynamic = profile_shapes(onnx_path)
+    if dynamic:
+        profile = builder.create_optimization_profile()
+        for name, (smallest, optimal, largest) in dynamic.items():
+            profile.set_shape(name, smallest, optimal, largest)
+        config.add_optimization_profile(profile)
     precision = str(options.get("precision", "fp16"))
     if precision == "fp16":
         if not builder.platform_has_fast_fp16:
@@ -93,7 +126,8 @@ def runtime_fields(options: Mapping[str, Any]) -> dict[str, str]:
 
 
 class TensorRtSession:
-    """A deserialized engine with one device buffer per I/O tensor, run on its own CUDA stream."""
+    """A deserialized engine with one device buffer per I/O tensor (sized for the largest shapes of its
+    optimization profile, where an input has a dynamic axis), run on its own CUDA stream."""
 
     def __init__(self, engine_path: Path, options: Mapping[str, Any], logger: Any = logging.getLogger(__name__)):
         import tensorrt as trt
@@ -108,23 +142,20 @@ class TensorRtSession:
                                f"version or GPU?)")
         self._context = self._engine.create_execution_context()
         self._stream = _check(self._cudart.cudaStreamCreate())
-        self._inputs: list[str] = []
-        self._outputs: list[tuple[str, np.ndarray]] = []
+        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+        self._dtypes = {name: np.dtype(trt.nptype(self._engine.get_tensor_dtype(name))) for name in names}
+        self._inputs = [name for name in names if self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT]
+        self._outputs = [name for name in names if name not in self._inputs]
+        self._dynamic = {name for name in self._inputs if min(self._engine.get_tensor_shape(name)) < 0}
+        for name in self._dynamic:  # the largest shapes: output buffers are sized for them
+            self._context.set_input_shape(name, tuple(self._engine.get_tensor_profile_shape(name, 0)[2]))
         self._buffers: dict[str, int] = {}
-        for i in range(self._engine.num_io_tensors):
-            name = self._engine.get_tensor_name(i)
-            shape = tuple(self._engine.get_tensor_shape(name))
-            dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(name)))
-            if any(d < 0 for d in shape):
-                raise BackendError(f"tensor '{name}' has a dynamic shape {shape}; export with a fixed size")
-            nbytes = int(np.prod(shape)) * dtype.itemsize
-            self._buffers[name] = _check(self._cudart.cudaMalloc(nbytes))
+        for name in names:
+            shape = tuple(self._context.get_tensor_shape(name))
+            if min(shape) < 0:
+                raise BackendError(f"tensor '{name}' has a dynamic shape {shape} the engine gives no bound for")
+            self._buffers[name] = _check(self._cudart.cudaMalloc(int(np.prod(shape)) * self._dtypes[name].itemsize))
             self._context.set_tensor_address(name, self._buffers[name])
-            if self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-                self._inputs.append(name)
-                self._input_dtype = dtype
-            else:
-                self._outputs.append((name, np.empty(shape, dtype)))
         self.input_name = self._inputs[0]
         self.input_shape = tuple(self._engine.get_tensor_shape(self.input_name))
         self.active = f"cuda:{device} ({options.get('precision', 'fp16')} engine)"
@@ -134,19 +165,23 @@ class TensorRtSession:
         cudart = self._cudart
         to_device = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
         for name in self._inputs:
-            host = np.ascontiguousarray(inputs[name], dtype=self._input_dtype)
+            host = np.ascontiguousarray(inputs[name], dtype=self._dtypes[name])
+            if name in self._dynamic and not self._context.set_input_shape(name, host.shape):
+                raise BackendError(f"input '{name}' of shape {host.shape} is outside the engine's "
+                                   f"optimization profile {tuple(self._engine.get_tensor_profile_shape(name, 0))}")
             _check(cudart.cudaMemcpyAsync(self._buffers[name], host.ctypes.data, host.nbytes, to_device,
                                           self._stream))
         if not self._context.execute_async_v3(self._stream):
             raise BackendError("TensorRT execution failed")
         to_host = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         results = []
-        for name, host in self._outputs:
+        for name in self._outputs:
+            host = np.empty(tuple(self._context.get_tensor_shape(name)), self._dtypes[name])
             _check(cudart.cudaMemcpyAsync(host.ctypes.data, self._buffers[name], host.nbytes, to_host,
                                           self._stream))
             results.append(host)
         _check(cudart.cudaStreamSynchronize(self._stream))
-        return [host.copy() for host in results]
+        return results
 
     def __del__(self) -> None:
         for pointer in getattr(self, "_buffers", {}).values():

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import numpy as np
 from PIL import Image
 
-from vision_factory.backends.session import Session
+from vision_factory.backends.session import DYNAMIC_AXIS_RANGES, Session
 from vision_factory.detections import Detections
 from vision_factory.errors import ConfigError
 from vision_factory.models.depth_processing import PROCESSOR_CONFIG, normalised_blob
@@ -30,6 +30,8 @@ from vision_factory.models.transformers_checkpoints import TransformersCheckpoin
 INPUT_NAMES = ["pixel_values", "input_ids", "token_type_ids", "attention_mask"]
 OUTPUT_NAMES = ["logits", "pred_boxes"]  # (1, queries, max_text_len) token logits; (1, queries, 4) cx cy w h
 DEFAULT_PROMPT = "person"
+TEXT_AXIS = "tokens"  # the dynamic axis of the text inputs
+TYPICAL_TOKENS = 16  # what a TensorRT engine is tuned for: a prompt of a few phrases
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,9 @@ class GroundingDinoFamily(TransformersCheckpoint):
 
         return RawOutputs(), {"model_type": config.model_type, "max_text_len": str(config.max_text_len),
                               "tokenizer_json": tokenizer.backend_tokenizer.to_str(),
-                              "image_processing": self.processing.read(weights).to_json()}
+                              "image_processing": self.processing.read(weights).to_json(),
+                              # TensorRT's optimization profile: prompts of 1 to max_text_len tokens
+                              DYNAMIC_AXIS_RANGES: json.dumps({TEXT_AXIS: [1, TYPICAL_TOKENS, config.max_text_len]})}
 
     def export_onnx(self, weights: Path, dst: Path, options: Mapping[str, Any], logger: Any) -> dict[str, str]:
         """An ONNX file of a fixed image size (input_height x input_width) and any prompt length."""
@@ -182,7 +186,7 @@ class GroundingDinoFamily(TransformersCheckpoint):
         modeling.generate_masks_with_special_tokens_and_transfer_map = exportable_text_masks
         try:
             versions = self.export_torchscript(module, (pixels, *text), dst, INPUT_NAMES, OUTPUT_NAMES, model_metadata,
-                                               dynamic_axes={name: {1: "tokens"} for name in INPUT_NAMES[1:]})
+                                               dynamic_axes={name: {1: TEXT_AXIS} for name in INPUT_NAMES[1:]})
         finally:
             modeling.generate_masks_with_special_tokens_and_transfer_map = shipped
         cast_grids_to_float(dst)
