@@ -46,6 +46,7 @@ def test_the_valid_fixture_parses() -> None:
     (dict(name="Toy-Model"), "field 'name': 'Toy-Model' is not a lower-case identifier"),
     (dict(module="os; import sys"), "field 'module'"),
     (dict(weights_module="os; import sys"), "field 'weights_module'"),
+    (dict(requirements="../../etc/passwd"), "field 'requirements': '../../etc/passwd' is not a requirements file"),
     (dict(output="poses3d"), "field 'output': 'poses3d' is not one of"),
     (dict(unsupported_backends=["onnx", "directml"]), "field 'unsupported_backends': unknown backend 'directml'"),
     (dict(summary='Toy"""\nimport os'), "field 'summary': must be one line"),
@@ -142,6 +143,11 @@ def test_every_supported_pair_renders_and_its_node_module_imports(tmp_path: Path
     package_xml = (root / "package.xml").read_text()
     assert f"<name>{plan.package}</name>" in package_xml and "<exec_depend>vision_msgs</exec_depend>" in package_xml
     assert "<build_type>ament_python</build_type>" in package_xml
+    # What to pip install: the backend's runtime, and what the model needs besides (e.g. rtmlib, tokenizers).
+    runtime = f"pip install -r requirements/{plan.backend.requirements}" + (
+        f" -r requirements/{plan.manifest.requirements}" if plan.manifest.requirements else "")
+    assert f"`{runtime}`" in (root / "README.md").read_text()
+    assert (Path(__file__).parents[1] / "requirements" / (plan.manifest.requirements or "core.txt")).is_file()
     assert (root / "resource" / plan.package).exists()
     # A pose package needs the project's message package: it is written beside it.
     needs_messages = "<exec_depend>vision_factory_msgs</exec_depend>" in package_xml

@@ -1,7 +1,8 @@
 """Model manifests: one YAML file per model family, parsed strictly.
 
 A manifest says which node runs it (`node`: an inference node, the default, or a tracker, which runs no
-network and so has no module, weights or backends), which Python module implements the model, what it
+network and so has no module, weights or backends), which Python module implements the model, what its
+nodes need from pip besides the backend's runtime (`requirements`, a file of requirements/), what it
 publishes (an output kind of vision_factory.output_kinds), which backends it lacks (it runs on all of them
 by default), which runtime its cuda / rocm backends use, which weights it loads besides `model` (each one
 a parameter, e.g. a pose model's person detector) and which parameters it adds. Unknown keys, wrong types
@@ -29,16 +30,18 @@ IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 _KEYS = {"name": str, "summary": str, "output": str, "parameters": dict}
 _OPTIONAL_KEYS = {"node": (str, "inference"), "module": (str, ""), "default_weights": (str, ""),
                   "gpu_runtime": (str, "pytorch"), "weights": (dict, {}), "unsupported_backends": (list, []),
-                  "weights_module": (str, "")}
+                  "weights_module": (str, ""), "requirements": (str, "")}
 NODES = ("inference", "tracker")  # what a manifest's `node` may be
 # What an inference manifest must have, and what a tracker's (no network) must not.
 _NETWORK_KEYS = ("module", "default_weights")
-_NETWORK_ONLY_KEYS = ("module", "default_weights", "gpu_runtime", "weights", "unsupported_backends", "weights_module")
+_NETWORK_ONLY_KEYS = ("module", "default_weights", "gpu_runtime", "weights", "unsupported_backends", "weights_module",
+                      "requirements")
 # Text rendered into comments, docstrings and XML: one line, no markup or quote runs.
 _UNSAFE_TEXT = re.compile(r'[\n\r\0<>&]|"""|\'\'\'')
 _PARAMETER_KEYS = {"type", "default", "description", "range", "step", "choices", "applies"}
 _WEIGHTS_KEYS = {"default", "description", "module"}
 MODULE_PATH = re.compile(r"^[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?$")  # module, or module:object
+REQUIREMENTS_FILE = re.compile(r"^[a-z][a-z0-9_-]*\.txt$")  # a file of vision_factory's requirements/
 
 
 def import_contract(path: str) -> Any:
@@ -77,6 +80,7 @@ class Manifest:
     extra_weights: tuple[Weights, ...] = ()
     weights_module: str = ""  # the `model` weights' handling, when not in the model module itself
     node: str = "inference"  # or "tracker" (NODES)
+    requirements: str = ""  # what its nodes need from pip besides the backend's runtime (a requirements/ file)
 
     def load_module(self) -> Any:
         """The model module (a vision_factory.models.ModelFamily)."""
@@ -145,6 +149,8 @@ def parse_manifest(text: str, source: str) -> Manifest:
     for backend in data["unsupported_backends"]:
         if backend not in BACKENDS:
             raise fail("unsupported_backends", f"unknown backend '{backend}' (known: {', '.join(BACKENDS)})")
+    if data["requirements"] and not REQUIREMENTS_FILE.match(data["requirements"]):
+        raise fail("requirements", f"'{data['requirements']}' is not a requirements file name such as pose.txt")
     if data["gpu_runtime"] not in GPU_RUNTIMES:
         raise fail("gpu_runtime", f"'{data['gpu_runtime']}' is not one of: {', '.join(GPU_RUNTIMES)}")
     taken = {p.name for p in COMMON_PARAMETERS} | all_backend_parameters() | {
@@ -193,7 +199,8 @@ def parse_manifest(text: str, source: str) -> Manifest:
                     else (),
                     default_weights=data["default_weights"],
                     parameters=tuple(parameters), source=source, gpu_runtime=data["gpu_runtime"],
-                    extra_weights=tuple(extra_weights), weights_module=data["weights_module"], node=node)
+                    extra_weights=tuple(extra_weights), weights_module=data["weights_module"], node=node,
+                    requirements=data["requirements"])
 
 
 # Folders (os.pathsep-separated) of manifests that do not ship with vision_factory: a model family added
