@@ -342,3 +342,27 @@ def test_pose_and_depth_networks_answer_through_the_server_as_locally(tmp_path: 
         np.testing.assert_array_equal(remote.model(image).values, local.model(image).values)
     finally:
         server.stop()
+
+
+def test_grounding_dino_answers_through_the_server_as_locally(tmp_path: Path) -> None:
+    """Grounding DINO's network, served from the repository `export` writes for it (640x480 frames): integer
+    token inputs whose length follows the prompt, so one served model answers prompts of any length."""
+    from vision_factory.tools.stand_in_models import grounding_dino_checkpoint
+
+    image = cv2.resize(cv2.imread(str(asset(IMAGES / "bus.jpg"))), (640, 480))
+    weights = grounding_dino_checkpoint(tmp_path / "grounding_dino")
+    repository, cache = tmp_path / "repo", tmp_path / "export-cache"
+    cli(["export", "--model", "grounding_dino", "--weights", str(weights), "--repository", str(repository),
+         "--cache-dir", str(cache)])
+    server = Server(tmp_path / "server", {"grounding_dino": repository / "grounding_dino" / "1" / "model.onnx"})
+    server.start()
+    try:
+        remote = load_default_model("grounding_dino", "remote", weights, cache, LOG, server_url=server.grpc_url)
+        local = load_default_model("grounding_dino", "onnx", weights, cache, LOG)
+        for prompt in ("person", "person . bus . red car . traffic light"):
+            ours, theirs = remote.model(image, prompt=prompt), local.model(image, prompt=prompt)
+            assert len(theirs) > 0 and ours.labels == theirs.labels
+            for field in ("boxes_xyxy", "scores", "class_ids"):
+                np.testing.assert_array_equal(getattr(ours, field), getattr(theirs, field))
+    finally:
+        server.stop()
