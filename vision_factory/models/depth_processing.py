@@ -26,8 +26,30 @@ from vision_factory.errors import ConfigError
 PROCESSOR_CONFIG = "preprocessor_config.json"  # what save_pretrained writes beside the weights
 
 
+class ProcessorSettings:
+    """What every image processor's settings class (a frozen dataclass) shares: reading the checkpoint's
+    preprocessor_config.json, and a JSON form for the export's metadata, so a cached export needs no
+    checkpoint folder to be preprocessed for."""
+
+    @staticmethod
+    def processor_config(weights: Path) -> tuple[Path, Mapping[str, Any]] | None:
+        """(path, contents) of the preprocessor_config.json beside `weights`, None if there is none."""
+        path = weights / PROCESSOR_CONFIG
+        if not weights.is_dir() or not path.is_file():
+            return None
+        return path, json.loads(path.read_text())
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Any:
+        values = json.loads(text)
+        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in values.items()})
+
+
 @dataclass(frozen=True)
-class ImageProcessing:
+class ImageProcessing(ProcessorSettings):
     """A checkpoint's image processor settings, as far as the node repeats them."""
 
     size_hw: tuple[int, int]  # `size`: the target a frame is scaled towards
@@ -41,10 +63,10 @@ class ImageProcessing:
 
     def read(self, weights: Path) -> "ImageProcessing":
         """These settings as the preprocessor_config.json beside `weights` overrides them (if there is one)."""
-        path = weights / PROCESSOR_CONFIG
-        if not weights.is_dir() or not path.is_file():
+        found = self.processor_config(weights)
+        if found is None:
             return self
-        config: Mapping[str, Any] = json.loads(path.read_text())
+        path, config = found
         if config.get("do_pad") and not self.reflection_padding:
             raise ConfigError(f"{path}: padding to a size divisor (do_pad) is not supported for this model")
         if self.corner_aligned and config.get("resample", self.resample) != self.resample:
@@ -58,15 +80,6 @@ class ImageProcessing:
             mean=tuple(config.get("image_mean", self.mean)), std=tuple(config.get("image_std", self.std)),
             resample=int(config.get("resample", self.resample)),
             reflection_padding=bool(config.get("do_pad", self.reflection_padding)))
-
-    def to_json(self) -> str:
-        """For the export's metadata: a cached export needs no checkpoint folder to be preprocessed for."""
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> "ImageProcessing":
-        values = json.loads(text)
-        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in values.items()})
 
     def padding(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
         """Rows and columns of reflection added on each side of a frame of this size."""

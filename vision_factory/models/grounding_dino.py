@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -23,7 +23,7 @@ from PIL import Image
 from vision_factory.backends.session import DYNAMIC_AXIS_RANGES, Session
 from vision_factory.detections import Detections
 from vision_factory.errors import ConfigError
-from vision_factory.models.depth_processing import PROCESSOR_CONFIG, normalised_blob
+from vision_factory.models.depth_processing import ProcessorSettings, normalised_blob
 from vision_factory.models.grounding_text import Prompt, PromptTokenizer
 from vision_factory.models.transformers_checkpoints import TransformersCheckpoint, network_input_hw
 
@@ -35,7 +35,7 @@ TYPICAL_TOKENS = 16  # what a TensorRT engine is tuned for: a prompt of a few ph
 
 
 @dataclass(frozen=True)
-class GroundingDinoProcessing:
+class GroundingDinoProcessing(ProcessorSettings):
     """GroundingDinoImageProcessor's settings, as far as the node repeats them (one image: no padding)."""
 
     shortest_edge: int = 800
@@ -45,10 +45,10 @@ class GroundingDinoProcessing:
 
     def read(self, weights: Path) -> "GroundingDinoProcessing":
         """These settings as the preprocessor_config.json beside `weights` overrides them (if there is one)."""
-        path = weights / PROCESSOR_CONFIG
-        if not weights.is_dir() or not path.is_file():
+        found = self.processor_config(weights)
+        if found is None:
             return self
-        config: Mapping[str, Any] = json.loads(path.read_text())
+        path, config = found
         if config.get("resample", Image.Resampling.BILINEAR) != Image.Resampling.BILINEAR:
             raise ConfigError(f"{path}: only bilinear resampling (resample 2) is supported for this model")
         size = config.get("size") or {}
@@ -57,14 +57,6 @@ class GroundingDinoProcessing:
         return replace(self, shortest_edge=int(size.get("shortest_edge", self.shortest_edge)),
                        longest_edge=int(size.get("longest_edge", self.longest_edge)),
                        mean=tuple(config.get("image_mean", self.mean)), std=tuple(config.get("image_std", self.std)))
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> "GroundingDinoProcessing":
-        values = json.loads(text)
-        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in values.items()})
 
     def network_size(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
         """(height, width) of the resized frame, as transformers' get_size_with_aspect_ratio gives it."""
@@ -110,13 +102,12 @@ def exportable_text_masks(input_ids: Any, special_tokens: Any) -> tuple[Any, Any
     return attention, positions.clamp(min=0).long()
 
 
-def cast_grids_to_float(path: Path) -> None:
-    """Make every GridSample's grid float32: the TorchScript exporter computes some of the deformable
-    attention's sampling grids in float64, which onnxruntime has no GridSample kernel for."""
+def cast_grids_to_float(model: Any) -> None:
+    """Make every GridSample's grid in the onnx ModelProto float32: the TorchScript exporter computes some of
+    the deformable attention's sampling grids in float64, which onnxruntime has no GridSample kernel for."""
     import onnx
     from onnx import TensorProto, helper
 
-    model = onnx.load(str(path))
     inferred = onnx.shape_inference.infer_shapes(model)
     types = {value.name: value.type.tensor_type.elem_type
              for value in [*inferred.graph.value_info, *inferred.graph.input]}
@@ -129,7 +120,6 @@ def cast_grids_to_float(path: Path) -> None:
         nodes.append(node)
     del model.graph.node[:]
     model.graph.node.extend(nodes)
-    onnx.save(model, str(path))
 
 
 @dataclass(frozen=True)
@@ -185,12 +175,11 @@ class GroundingDinoFamily(TransformersCheckpoint):
         shipped = modeling.generate_masks_with_special_tokens_and_transfer_map
         modeling.generate_masks_with_special_tokens_and_transfer_map = exportable_text_masks
         try:
-            versions = self.export_torchscript(module, (pixels, *text), dst, INPUT_NAMES, OUTPUT_NAMES, model_metadata,
-                                               dynamic_axes={name: {1: TEXT_AXIS} for name in INPUT_NAMES[1:]})
+            return self.export_torchscript(module, (pixels, *text), dst, INPUT_NAMES, OUTPUT_NAMES, model_metadata,
+                                           dynamic_axes={name: {1: TEXT_AXIS} for name in INPUT_NAMES[1:]},
+                                           repair=cast_grids_to_float)
         finally:
             modeling.generate_masks_with_special_tokens_and_transfer_map = shipped
-        cast_grids_to_float(dst)
-        return versions
 
     def build_model(self, sessions: Mapping[str, Session], metadata: Mapping[str, Mapping[str, str]],
                     options: Mapping[str, Any], logger: Any = logging.getLogger(__name__)) -> "GroundingDinoDetector":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from importlib import metadata as package_metadata
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 from vision_factory.backends.session import Session
 from vision_factory.errors import ConfigError
@@ -131,10 +131,12 @@ class TransformersCheckpoint:
 
     def export_torchscript(self, module: Any, args: tuple[Any, ...], dst: Path, input_names: list[str],
                            output_names: list[str], model_metadata: Mapping[str, str],
-                           dynamic_axes: Mapping[str, Mapping[int, str]] | None = None) -> dict[str, str]:
+                           dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
+                           repair: Callable[[Any], None] | None = None) -> dict[str, str]:
         """Export `module` called on `args` to dst with the TorchScript exporter (dynamo=False: it needs no
-        onnxscript, and its graphs run on every backend), `model_metadata` in the file's metadata; return the
-        exporter's versions for the cache entry."""
+        onnxscript, and its graphs run on every backend), `model_metadata` in the file's metadata and
+        `repair(model)` applied to the graph (an onnx ModelProto, changed in place) in the same load and save;
+        return the exporter's versions for the cache entry."""
         import onnx
         import torch
 
@@ -143,5 +145,7 @@ class TransformersCheckpoint:
         exported = onnx.load(str(dst))
         for key, value in model_metadata.items():
             exported.metadata_props.add(key=key, value=value)
+        if repair is not None:
+            repair(exported)
         onnx.save(exported, str(dst))
         return {"exporter": "torch.onnx (TorchScript)", **self.exporter_fields()}
