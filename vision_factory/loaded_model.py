@@ -39,13 +39,13 @@ class LoadedModel:
 
     @property
     def session(self) -> Any:
-        """The session of the `model` weights: what the node reports as running."""
-        return self.sessions["model"]
+        """The session of the `model` weights (its first network): what the node reports as running."""
+        return next(iter(self.sessions.values()))
 
     @property
     def artifact(self) -> Artifact:
-        """The artifact of the `model` weights."""
-        return self.artifacts["model"]
+        """The artifact of the `model` weights (its first network)."""
+        return next(iter(self.artifacts.values()))
 
     def suits(self, frame_hw: tuple[int, int]) -> bool:
         """Whether frames of this size run on this model as it should see them: False when its input size
@@ -89,21 +89,31 @@ def export_options(manifest: Manifest, values: Mapping[str, Any], paths: Mapping
     return result
 
 
+def networks(handler: Any) -> tuple[str, ...]:
+    """The networks a weights handler exports from one checkpoint (models.WeightsHandler.NETWORKS): ("",)
+    for one."""
+    return tuple(getattr(handler, "NETWORKS", ("",)))
+
+
 def prepare_artifacts(manifest: Manifest, backend: Backend, values: Mapping[str, Any], paths: Mapping[str, Path],
                       options: Mapping[str, Mapping[str, Any]], logger: Any,
                       on_export: Callable[[], None] | None = None) -> dict[str, Artifact]:
-    """Per weights parameter of the manifest: load or export the backend's artifact of its weights
-    (`paths`, from resolve_weights) made with its options (`options`, from export_options) through the
-    cache."""
+    """Per weights parameter of the manifest, and per network its handler exports: load or export the
+    backend's artifact of its weights (`paths`, from resolve_weights) made with its options (`options`, from
+    export_options, plus `network`) through the cache. Keyed by weights parameter, or "<parameter>.<network>"
+    for a handler of several networks."""
     cache = ExportCache(values.get("cache_dir") or None)
     backend_options = backend.options(values)
     artifacts = {}
     for weights in manifest.weights:
-        role = weights.parameter
-        # The cache key names the model, and which of its weights when it has several.
-        name = manifest.name if role == "model" else f"{manifest.name}.{role}"
-        artifacts[role] = prepare_artifact(weights.load_module(), name, backend, paths[role], options[role],
-                                           backend_options, cache, logger, on_export)
+        role, handler = weights.parameter, weights.load_module()
+        for network in networks(handler):
+            key = f"{role}.{network}" if network else role
+            # The cache key names the model, and which of its weights and networks when it has several.
+            name = ".".join(filter(None, (manifest.name, "" if role == "model" else role, network)))
+            network_options = {**options[role], "network": network} if network else options[role]
+            artifacts[key] = prepare_artifact(handler, name, backend, paths[role], network_options,
+                                              backend_options, cache, logger, on_export)
     return artifacts
 
 

@@ -24,6 +24,10 @@ class WeightsHandler(Protocol):
     """Turns a weights parameter's value into a file a backend can load (used by runner and artifacts)."""
 
     CHECKPOINTS: str  # what it exports to ONNX, for messages ("a checkpoint (.pt)"; "" if nothing)
+    # Optional: the networks exported from one checkpoint, each its own artifact and session (e.g. an image
+    # encoder run once a frame and a prompt decoder run per prompt batch). export_onnx and load_torch then
+    # find which one in options["network"]; sessions are keyed "<weights parameter>.<network>".
+    NETWORKS: tuple[str, ...]
 
     def is_checkpoint(self, weights: Path) -> bool:
         """Whether `weights` is exported to ONNX by export_onnx (and loaded by the PyTorch backends)."""
@@ -89,7 +93,8 @@ class ModelFamily(Protocol):
 
     def build_model(self, sessions: Mapping[str, Session], metadata: Mapping[str, Mapping[str, str]],
                     options: Mapping[str, Any], logger: Any) -> FrameModel:
-        """`sessions` and `metadata` (of each artifact, e.g. class names) are keyed by weights parameter."""
+        """`sessions` and `metadata` (of each artifact, e.g. class names) are keyed by weights parameter
+        ("<parameter>.<network>" for a weights handler of several NETWORKS)."""
 
 
 class OnnxOnlyWeights:

@@ -105,14 +105,12 @@ class ImageProcessing(ProcessorSettings):
         pad_h, pad_w = self.padding(image_bgr.shape[:2])
         if pad_h or pad_w:  # torchvision's "reflect" repeats no edge pixel: OpenCV's REFLECT_101
             image_bgr = cv2.copyMakeBorder(image_bgr, pad_h, pad_h, pad_w, pad_w, cv2.BORDER_REFLECT_101)
-        rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
         if self.corner_aligned:
-            resized = resize_corner_aligned(rgb.astype(np.float32), size_hw)
+            resized = resize_corner_aligned(image_bgr[:, :, ::-1].astype(np.float32), size_hw)
         else:
             # OpenCV has no antialiased bicubic: its area resampling differs from the processor's by up to
             # 25 grey levels on bus.jpg, PIL by 1.
-            resized = np.asarray(Image.fromarray(rgb).resize(size_hw[::-1], Image.Resampling(self.resample)),
-                                 np.float32)
+            resized = pil_resized_rgb(image_bgr, size_hw, self.resample)
         return normalised_blob(resized, self.mean, self.std)
 
     def postprocess(self, prediction: np.ndarray, frame_hw: tuple[int, int]) -> np.ndarray:
@@ -122,6 +120,13 @@ class ImageProcessing(ProcessorSettings):
         padded_hw = (frame_hw[0] + 2 * pad_h, frame_hw[1] + 2 * pad_w)
         values = cv2.resize(prediction.astype(np.float32), padded_hw[::-1], interpolation=cv2.INTER_CUBIC)
         return np.ascontiguousarray(values[pad_h:pad_h + frame_hw[0], pad_w:pad_w + frame_hw[1]])
+
+
+def pil_resized_rgb(image_bgr: np.ndarray, size_hw: tuple[int, int], resample: int) -> np.ndarray:
+    """A BGR uint8 image resized by PIL (`resample`, a PIL filter number) to size_hw: (h, w, 3) float32 RGB.
+    PIL's antialiased filters are what transformers' torchvision processors reproduce (within a grey level)."""
+    rgb = Image.fromarray(np.ascontiguousarray(image_bgr[:, :, ::-1]))
+    return np.asarray(rgb.resize(size_hw[::-1], Image.Resampling(resample)), np.float32)
 
 
 def normalised_blob(rgb: np.ndarray, mean: tuple[float, float, float], std: tuple[float, float, float]) -> np.ndarray:

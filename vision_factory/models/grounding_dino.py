@@ -23,7 +23,7 @@ from PIL import Image
 from vision_factory.backends.session import DYNAMIC_AXIS_RANGES, Session
 from vision_factory.detections import Detections
 from vision_factory.errors import ConfigError
-from vision_factory.models.depth_processing import ProcessorSettings, normalised_blob
+from vision_factory.models.depth_processing import ProcessorSettings, normalised_blob, pil_resized_rgb
 from vision_factory.models.grounding_text import Prompt, PromptTokenizer
 from vision_factory.models.transformers_checkpoints import TransformersCheckpoint, network_input_hw
 
@@ -76,9 +76,7 @@ class GroundingDinoProcessing(ProcessorSettings):
     def preprocess(self, image_bgr: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
         """BGR (H, W, 3) uint8 -> (1, 3, h, w) float32 RGB: resized bilinearly with antialiasing
         (torchvision's, which reproduces PIL's: PIL resizes here), rescaled, normalised."""
-        rgb = Image.fromarray(np.ascontiguousarray(image_bgr[:, :, ::-1]))
-        resized = np.asarray(rgb.resize(size_hw[::-1], Image.Resampling.BILINEAR), np.float32)
-        return normalised_blob(resized, self.mean, self.std)
+        return normalised_blob(pil_resized_rgb(image_bgr, size_hw, Image.Resampling.BILINEAR), self.mean, self.std)
 
 
 def exportable_text_masks(input_ids: Any, special_tokens: Any) -> tuple[Any, Any]:
