@@ -6,6 +6,7 @@ import numpy as np
 
 from vision_factory.depth import DepthMap
 from vision_factory.detections import Detections
+from vision_factory.masks import Segmentation
 from vision_factory.poses import Poses
 
 
@@ -39,6 +40,18 @@ def draw_poses(image_bgr: np.ndarray, poses: Poses) -> np.ndarray:
         for point in points[shown]:
             cv2.circle(canvas, tuple(point.tolist()), 3, (0, 0, 255), -1)
     return canvas
+
+
+def draw_masks(image_bgr: np.ndarray, segmentation: Segmentation) -> np.ndarray:
+    """`image_bgr` with each prompt's mask blended in a colour of its own, and its box, class, id and score."""
+    hues = (np.arange(len(segmentation)) * 47 % 180).astype(np.uint8)
+    hsv = np.stack([hues, np.full_like(hues, 220), np.full_like(hues, 255)], -1)[None]
+    palette = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0].astype(np.float32)
+    labels = segmentation.label_image
+    canvas = image_bgr.copy()
+    labelled = labels > 0
+    canvas[labelled] = (image_bgr[labelled] * 0.5 + palette[labels[labelled] - 1] * 0.5).astype(np.uint8)
+    return draw_detections(canvas, segmentation.prompts)
 
 
 def colour_depth(depth: DepthMap, top: float) -> np.ndarray:

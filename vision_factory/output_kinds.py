@@ -50,6 +50,9 @@ class OutputKind:
     topics: tuple[Topic, ...]
     parameters: tuple[ParameterSpec, ...] = ()
     node: str = "inference"  # the manifest `node` whose packages publish it (vision_factory.manifest.NODES)
+    # A string parameter naming a vision_msgs/Detection2DArray topic that prompts the model: when set, a frame
+    # is run when its prompts arrive (matched by header stamp), with them, instead of on arrival.
+    prompted_by: str = ""
 
     def topic(self, name: str) -> Topic:
         """The topic `~/<name>`; KeyError naming the kind's topics otherwise."""
@@ -110,4 +113,20 @@ OUTPUT_KINDS: dict[str, OutputKind] = {kind.name: kind for kind in (
                       "scale (0 at the bottom): metres for metric depth, the model's units for relative inverse "
                       "depth.", range=(0.001, 1000000.0)),
     )),
+    OutputKind("masks", (
+        Topic("masks", "sensor_msgs/msg/Image", "mono16 label image, the input's size and header: 0 background, "
+              "else 1 + the index in ~/detections of the prompt whose mask holds the pixel", per_frame=True),
+        Topic("detections", "vision_msgs/msg/Detection2DArray", "the prompts in label order, each with its box, "
+              "class and id (Detection2D.id) and its mask's predicted IoU as score; input header", per_frame=True),
+        _debug_image("the masks over the input, bgr8"),
+    ), parameters=(
+        ParameterSpec("prompts_topic", "string", "", "A vision_msgs/Detection2DArray topic (e.g. a detector's "
+                      "~/detections) whose boxes prompt the masks: each message is matched to the frame of its header "
+                      "stamp, which is then answered with masks of its boxes (and the fixed prompts). A relative name "
+                      "is under each camera's prefix. Empty: every frame is answered with the fixed prompts.",
+                      applies="start"),
+        ParameterSpec("prompt_frames", "integer", 30, "With prompts_topic: how many recent frames are kept for "
+                      "prompts to find theirs (a prompt whose frame is gone is counted in diagnostics as unmatched).",
+                      range=(1, 1000), applies="start"),
+    ), prompted_by="prompts_topic"),
 )}

@@ -34,6 +34,18 @@ def detection_array(detections: Detections, header: Header) -> Detection2DArray:
     return out
 
 
+def prompt_detections(msg: Detection2DArray) -> Detections:
+    """A Detection2DArray's detections as prompts: boxes, the first hypothesis's class name and score (none:
+    class "", score 0) and each Detection2D.id (as track_ids), in the message's order."""
+    names = [det.results[0].hypothesis.class_id if det.results else "" for det in msg.detections]
+    labels = tuple(dict.fromkeys(names))
+    return Detections(boxes_xyxy(det.bbox for det in msg.detections).astype(np.float32),
+                      np.array([det.results[0].hypothesis.score if det.results else 0.0 for det in msg.detections],
+                               np.float32),
+                      np.array([labels.index(name) for name in names], np.int64), labels,
+                      tuple(det.id for det in msg.detections))
+
+
 def boxes_xyxy(boxes: Iterable[BoundingBox2D]) -> np.ndarray:
     """(N, 4) x1, y1, x2, y2 of vision_msgs boxes (centre and size), float64."""
     return np.array([[box.center.position.x - box.size_x / 2, box.center.position.y - box.size_y / 2,
@@ -44,6 +56,11 @@ def boxes_xyxy(boxes: Iterable[BoundingBox2D]) -> np.ndarray:
 def stamp_seconds(header: Header) -> float:
     """The header's stamp in seconds."""
     return header.stamp.sec + header.stamp.nanosec * 1e-9
+
+
+def stamp_key(header: Header) -> tuple[int, int]:
+    """The header's stamp as an exact, ordered key: (sec, nanosec)."""
+    return header.stamp.sec, header.stamp.nanosec
 
 
 def label_info(labels: Sequence[str], threshold: float, header: Header) -> LabelInfo:
@@ -58,6 +75,14 @@ def depth_image(values: np.ndarray, header: Header) -> Image:
     return Image(header=header, height=height, width=width, encoding="32FC1",
                  is_bigendian=int(sys.byteorder == "big"), step=width * 4,
                  data=np.ascontiguousarray(values, dtype=np.float32).tobytes())
+
+
+def mono16_image(values: np.ndarray, header: Header) -> Image:
+    """sensor_msgs/Image mono16 (one uint16 per pixel, in the machine's byte order) from (H, W)."""
+    height, width = values.shape
+    return Image(header=header, height=height, width=width, encoding="mono16",
+                 is_bigendian=int(sys.byteorder == "big"), step=width * 2,
+                 data=np.ascontiguousarray(values, dtype=np.uint16).tobytes())
 
 
 def bgr8_image(image: np.ndarray, header: Header) -> Image:

@@ -30,8 +30,10 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
+from vision_msgs.msg import Detection2DArray
 
 from vision_factory import __version__
 from vision_factory.errors import ConfigError
@@ -41,12 +43,15 @@ from vision_factory.live_model import ERROR, RUNNING, LiveModel
 from vision_factory.loaded_model import LoadedModel, load_model
 from vision_factory.manifest import load_manifest
 from vision_factory.parameters import ParameterSpec, active_weights, node_parameters, parameter_differences
-from vision_factory.ros import diagnostics
+from vision_factory.prompt_matching import StampMatcher
+from vision_factory.ros import diagnostics, messages
 from vision_factory.ros.camera_input import CameraInput
 from vision_factory.ros.image_conversion import ImageDecodeError, compressed_to_bgr, image_to_bgr
 from vision_factory.ros.outputs import OUTPUTS
 
 ERROR_THROTTLE_S = 5.0
+# Prompt messages (a detector's detections, small) are heard from reliable and best-effort publishers alike.
+PROMPT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
 SPIN_PERIOD_S = 0.1  # also the longest a stop signal waits to be noticed
 # Diagnostics states of a managed node: before configure, between configure and activate, after shutdown.
 UNCONFIGURED, INACTIVE, FINALIZED = "unconfigured", "inactive", "finalized"
@@ -56,6 +61,8 @@ class InferenceNode(LifecycleNodeMixin, Node):
     """Subscribes to image_raw (or image_raw/compressed), runs the model, publishes its output kind. With
     the `cameras` parameter N >= 1: to cam0/image_raw ... cam<N-1>/image_raw, each camera answered on its
     own ~/cam<i>/ topics and reported in its own diagnostics status, the cameras served in turn by one model.
+    A model whose output kind is prompted (OutputKind.prompted_by, e.g. masks' prompts_topic) with that topic
+    set runs a frame when its prompts arrive, matched by stamp (prompt_matching), instead of on arrival.
 
     Unmanaged, the model session is built in the background at start, and `failure` is set if that
     build fails (run_node then exits non-zero). With `managed=True` the lifecycle services are offered
@@ -123,6 +130,11 @@ class InferenceNode(LifecycleNodeMixin, Node):
             self._inputs.append(CameraInput(self, topic, msg_type, self._values["input_reliability"],
                                             self._values["input_depth"], partial(self._on_image, camera),
                                             partial(self._count, camera, "lost")))
+        prompted_by = self._manifest.output_kind.prompted_by
+        self._prompts_topic = self._values[prompted_by] if prompted_by else ""
+        self._matchers = ([StampMatcher(self._values["prompt_frames"]) for _ in self._prefixes]
+                          if self._prompts_topic else [])
+        self._prompt_subscriptions: list[Any] = []
         self._diagnostics_thread = diagnostics.PeriodicPublisher(self._publish_diagnostics, self.get_logger(),
                                                                  name=f"{node_name}-diagnostics")
         if not managed:
@@ -139,14 +151,23 @@ class InferenceNode(LifecycleNodeMixin, Node):
         self._active = True
         for camera_input in self._inputs:
             camera_input.start()
+        for camera, prefix in enumerate(self._prefixes if self._prompts_topic else []):
+            # A relative name is each camera's own, beside its image.
+            topic = self._prompts_topic if self._prompts_topic.startswith("/") else f"{prefix}{self._prompts_topic}"
+            self._prompt_subscriptions.append(self.create_subscription(
+                Detection2DArray, topic, partial(self._on_prompts, camera), PROMPT_QOS))
 
     def _stop_input(self) -> None:
         self._active = False
         for camera_input in self._inputs:
             camera_input.stop()
+        for subscription in self._prompt_subscriptions:
+            self.destroy_subscription(subscription)
+        self._prompt_subscriptions = []
 
     def _topics(self) -> str:
-        return ", ".join(camera_input.topic for camera_input in self._inputs)
+        topics = ", ".join(camera_input.topic for camera_input in self._inputs)
+        return topics + (f" (prompted by {self._prompts_topic})" if self._prompts_topic else "")
 
     def _unload(self) -> None:
         self._loaded = False
@@ -284,14 +305,19 @@ class InferenceNode(LifecycleNodeMixin, Node):
         """One status for the node (all cameras together), and one per camera when there are several."""
         state, values = self.state(), self._values
         matched = [camera_input.matched_publishers() for camera_input in self._inputs]
-        stats = {**self._stats.snapshot(), "matched_publishers": sum(matched)}
+        prompts = [(m.matched, m.unmatched) for m in self._matchers]
+        stats = {**self._stats.snapshot(), "matched_publishers": sum(matched),
+                 **({"prompts_matched": sum(p[0] for p in prompts), "prompts_unmatched": sum(p[1] for p in prompts)}
+                    if prompts else {})}
         statuses = [diagnostics.inference_status(
             self.get_name(), self._backend.name, state, self._live, stats, self._worker.dropped,
             values["diagnostics_no_input_s"], values["diagnostics_latency_ms"])]
         if len(self._prefixes) > 1:
             for camera, prefix in enumerate(self._prefixes):
                 stats = {**self._camera_stats[camera].snapshot(), "matched_publishers": matched[camera],
-                         "topic": self._inputs[camera].topic}
+                         "topic": self._inputs[camera].topic,
+                         **({"prompts_matched": prompts[camera][0], "prompts_unmatched": prompts[camera][1]}
+                            if prompts else {})}
                 statuses.append(diagnostics.inference_status(
                     self.get_name(), self._backend.name, state, self._live, stats,
                     self._worker.dropped_by_slot.get(camera, 0), values["diagnostics_no_input_s"],
@@ -314,11 +340,30 @@ class InferenceNode(LifecycleNodeMixin, Node):
 
     def _on_image(self, camera: int, msg: Any) -> None:
         """Subscription callback: hand the frame to the inference thread, replacing any waiting one of its
-        camera."""
+        camera (prompted: keep it for its prompts, and hand it over if they came first)."""
         self._count(camera, "received")
-        self._worker.submit((camera, msg, time.monotonic()), camera)
+        received = time.monotonic()
+        if not self._matchers:
+            self._worker.submit((camera, msg, received, None), camera)
+            return
+        prompts = self._matchers[camera].add_frame(messages.stamp_key(msg.header), (msg, received))
+        if prompts is not None:
+            self._worker.submit((camera, msg, received, prompts), camera)
 
-    def _process_frames(self, items: list[tuple[int, Any, float]]) -> None:
+    def _on_prompts(self, camera: int, msg: Detection2DArray) -> None:
+        """Prompt subscription callback: hand the prompts and their frame to the inference thread (if the frame
+        is kept; one that never came or is gone is counted, and logged throttled)."""
+        matcher = self._matchers[camera]
+        unmatched = matcher.unmatched
+        frame = matcher.add_prompt(messages.stamp_key(msg.header), msg)
+        if frame is not None:
+            self._worker.submit((camera, *frame, msg), camera)
+        elif matcher.unmatched > unmatched:
+            self._log_throttled("unmatched_prompts", f"prompts stamped {messages.stamp_seconds(msg.header):.3f} "
+                                f"found no frame of that stamp among the last {self._values['prompt_frames']} "
+                                f"(lost in transport, or older than them: raise prompt_frames)")
+
+    def _process_frames(self, items: list[tuple[int, Any, float, Any]]) -> None:
         """Inference thread: one frame of each camera in `items` (several when the model batches), one output
         each. A bad frame is logged (throttled) and dropped; nothing raises out of here, so the node keeps
         serving."""
@@ -331,26 +376,30 @@ class InferenceNode(LifecycleNodeMixin, Node):
             self._process_batch(loaded, values, items)
 
     def _process_frame(self, loaded: LoadedModel, values: dict[str, Any], camera: int, msg: Any,
-                       received: float) -> None:
+                       received: float, prompts: Detection2DArray | None) -> None:
         try:
             image = self._image(msg, values)
             if not loaded.suits(image.shape[:2]) and not self._another_cameras_size(camera, image.shape[:2]):
                 loaded = self._model_for_size(loaded, image.shape[:2], camera)
                 if loaded is None:
                     return
+            options = loaded.frame_options(values)
+            if prompts is not None:
+                options["prompts"] = messages.prompt_detections(prompts)
             started = time.monotonic()
-            result = loaded.model(image, **loaded.frame_options(values))
+            result = loaded.model(image, **options)
             self._publish(camera, msg, received, image, result, time.monotonic() - started, values)
         except ImageDecodeError as e:
             self._reject(e.kind, f"dropped a frame: {e}", camera)
         except Exception as e:  # the node outlives any single frame's failure
             self._reject(type(e).__name__, f"dropped a frame: inference failed: {type(e).__name__}: {e}", camera)
 
-    def _process_batch(self, loaded: LoadedModel, values: dict[str, Any], items: list[tuple[int, Any, float]]) -> None:
+    def _process_batch(self, loaded: LoadedModel, values: dict[str, Any],
+                       items: list[tuple[int, Any, float, Any]]) -> None:
         """Frames of several cameras through one session run (a model with batch_size > 1, whose input size
-        does not follow the camera's)."""
+        does not follow the camera's, and no prompts)."""
         frames = []
-        for camera, msg, received in items:
+        for camera, msg, received, _ in items:
             try:
                 frames.append((camera, msg, received, self._image(msg, values)))
             except ImageDecodeError as e:
@@ -435,6 +484,10 @@ class InferenceNode(LifecycleNodeMixin, Node):
         if len(self._prefixes) > 1:
             reason = f"{self._prefixes[camera].rstrip('/')}: {reason}"
         self._count(camera, "rejected", reason)
+        self._log_throttled(kind, reason)
+
+    def _log_throttled(self, kind: str, reason: str) -> None:
+        """Log an error, each kind at most once per ERROR_THROTTLE_S."""
         now = time.monotonic()
         if now - self._last_logged.get(kind, -ERROR_THROTTLE_S) >= ERROR_THROTTLE_S:
             self._last_logged[kind] = now

@@ -17,7 +17,8 @@ from std_msgs.msg import Header
 
 from vision_factory.depth import METRIC, RELATIVE, DepthMap
 from vision_factory.detections import Detections
-from vision_factory.drawing import colour_depth, draw_detections, draw_poses
+from vision_factory.masks import Segmentation
+from vision_factory.drawing import colour_depth, draw_detections, draw_masks, draw_poses
 from vision_factory.output_kinds import OUTPUT_KINDS
 from vision_factory.poses import Poses, Skeleton
 from vision_factory.ros import messages
@@ -158,5 +159,24 @@ class DepthOutput(Output):
                                                                         header))
 
 
+class MaskOutput(Output):
+    """~/masks (mono16 label image: 0 background, 1 + the index of the pixel's prompt), ~/detections (the
+    prompts in that order, with their masks' predicted IoU as score), every processed frame with the input's
+    header, and ~/debug_image (the masks over the input, bgr8) on request."""
+
+    def __init__(self, node: Node, prefix: str = ""):
+        self._publishers = create_publishers(node, "masks", prefix)
+
+    def configure(self, values: dict[str, Any], model: Any) -> None:
+        pass
+
+    def publish(self, result: Segmentation, header: Header, image_bgr: np.ndarray, debug_image: bool) -> None:
+        self._publishers["masks"].publish(messages.mono16_image(result.label_image, header))
+        self._publishers["detections"].publish(messages.detection_array(result.prompts, header))
+        if debug_image:
+            self._publishers["debug_image"].publish(messages.bgr8_image(draw_masks(image_bgr, result), header))
+
+
 # The publisher class of each output kind (vision_factory.output_kinds.OUTPUT_KINDS has the same keys).
-OUTPUTS: dict[str, Any] = {"detections": DetectionOutput, "poses": PoseOutput, "depth": DepthOutput}
+OUTPUTS: dict[str, Any] = {"detections": DetectionOutput, "poses": PoseOutput, "depth": DepthOutput,
+                           "masks": MaskOutput}
