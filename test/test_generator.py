@@ -116,7 +116,7 @@ def test_shipped_manifests_load() -> None:
     assert load_manifest("rtmpose").output == "poses"
     assert (load_manifest("bytetrack").node, load_manifest("bytetrack").backends) == ("tracker", ())
     with pytest.raises(ConfigError, match="unknown model 'yolo9000' \\(known: bytetrack, depth_anything, "
-                                          "grounding_dino, rtmpose, yolo, zoedepth"):
+                                          "grounding_dino, rtmpose, sam, yolo, zoedepth"):
         load_manifest("yolo9000")
 
 

@@ -206,3 +206,37 @@ def grounding_dino_checkpoint(folder: Path, size: str = "small", seed: int = 0) 
     GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(),
                            tokenizer=grounding_tokenizer(folder)).save_pretrained(folder)
     return folder
+
+
+def sam_checkpoint(folder: Path, size: str = "small", seed: int = 0) -> Path:
+    """A Segment Anything (the real architecture: ViT image encoder, prompt encoder, two-way mask decoder)
+    saved with save_pretrained, with its processor. "full": SAM ViT-B's config (facebook/sam-vit-base);
+    "small": the same architecture shrunk to keep tests fast (the 1024 input and 64 x 64 embedding kept)."""
+    from transformers import (SamConfig, SamImageProcessor, SamMaskDecoderConfig, SamModel, SamProcessor,
+                              SamPromptEncoderConfig, SamVisionConfig)
+
+    if size == "full":
+        config = SamConfig()
+    else:
+        config = SamConfig(
+            vision_config=SamVisionConfig(hidden_size=48, output_channels=32, num_hidden_layers=2,
+                                          num_attention_heads=2, global_attn_indexes=[1], mlp_dim=96, num_pos_feats=16),
+            prompt_encoder_config=SamPromptEncoderConfig(hidden_size=32),
+            mask_decoder_config=SamMaskDecoderConfig(hidden_size=32, mlp_dim=64, num_attention_heads=2,
+                                                     iou_head_hidden_dim=32))
+    import torch
+
+    model = _randomised(SamModel(config), seed)
+    # Layer norms as initialised (scale 1, shift 0) and the prompt encoder's random Fourier features N(0, 1), as
+    # SAM initialises them: scaled down, every prompt gets nearly the same mask, and parity checks could not
+    # tell prompts apart.
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "norm" in name:
+                parameter.fill_(1.0 if name.endswith("weight") else 0.0)
+        features = model.shared_image_embedding.positional_embedding
+        features.copy_(torch.randn(features.shape, generator=generator))
+    model.save_pretrained(folder)
+    SamProcessor(image_processor=SamImageProcessor()).save_pretrained(folder)
+    return folder

@@ -1,0 +1,241 @@
+"""Segment Anything as the runner builds it, without ROS: every backend against transformers' SamModel run
+directly (its processor, the network with input_boxes / input_points, post_process_masks) end to end on
+real images, for 1, 2 and 5 boxes and for points, with multimask_output off and on, on random weights of the
+real architecture (a small config, and SAM ViT-B's full config); our pre- and post-processing against the
+processor's; the label image and the prompts' echo; the encoding reused for new prompts on the same frame."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import IMAGES, asset
+
+pytest.importorskip("transformers", reason="SAM loads transformers checkpoints")
+pytest.importorskip("torch")
+
+from vision_factory.detections import Detections  # noqa: E402
+from vision_factory.errors import ConfigError  # noqa: E402
+from vision_factory.loaded_model import load_default_model  # noqa: E402
+from vision_factory.masks import label_image, mask_boxes, parse_boxes  # noqa: E402
+from vision_factory.models.sam import SAM, prompt_batch  # noqa: E402
+from vision_factory.tools.stand_in_models import sam_checkpoint  # noqa: E402
+
+LOG = logging.getLogger("test")
+BACKENDS = ("onnx", "openvino", "cuda")
+# Prompt boxes on the test images (x1, y1, x2, y2 in pixels), 5 per image; tests take the first 1, 2 or 5.
+BOXES = {"bus.jpg": [[50, 400, 250, 900], [220, 400, 350, 870], [0, 220, 810, 780], [660, 380, 810, 880],
+                     [30, 700, 90, 900]],
+         "zidane.jpg": [[740, 40, 1150, 710], [120, 190, 1110, 710], [430, 430, 530, 720], [970, 240, 1280, 710],
+                        [0, 0, 300, 300]]}
+POINTS = {"bus.jpg": [[300, 600], [700, 500], [120, 760]], "zidane.jpg": [[950, 300], [500, 560], [200, 100]]}
+# The issue's tolerances: mask IoU against transformers >= 0.99, predicted IoU within 1e-3. Measured on the
+# small config: IoU >= 0.9997 (the network sees the processor's tensor within two grey levels: PIL's bilinear
+# resize against torchvision's), predicted IoU within 3e-7.
+MASK_IOU, SCORE = 0.99, 1e-3
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return sam_checkpoint(tmp_path_factory.mktemp("sam") / "small")
+
+
+def image(name: str) -> np.ndarray:
+    return cv2.imread(str(asset(IMAGES / name)))
+
+
+def runner(backend: str, weights: Path, cache: Path, frame_hw: tuple[int, int] = (480, 640)):
+    """What a generated sam_<backend> node builds (cuda: PyTorch on the CPU here; openvino forced to f32)."""
+    device = {"cuda": {"device": "cpu"}, "openvino": {"openvino_precision": "f32"}}.get(backend, {})
+    return load_default_model("sam", backend, weights, cache, LOG, frame_hw, **device)
+
+
+def transformers_masks(weights: Path, image_bgr: np.ndarray, multimask_output: bool, boxes: list | None = None,
+                       points: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """transformers run directly: the processor, SamModel, post_process_masks; per prompt the mask SamModel
+    ranks first (multimask: the best predicted IoU of its three). (N, H, W) bool, (N,) scores."""
+    import torch
+    from transformers import SamModel, SamProcessor
+
+    processor = SamProcessor.from_pretrained(str(weights))
+    network = SamModel.from_pretrained(str(weights)).eval()
+    prompts = {"input_boxes": [boxes]} if boxes is not None else {"input_points": [[[p] for p in points]]}
+    inputs = processor(images=image_bgr[:, :, ::-1].copy(), return_tensors="pt", **prompts)
+    with torch.no_grad():
+        outputs = network(**inputs, multimask_output=multimask_output)
+    masks = processor.image_processor.post_process_masks(outputs.pred_masks, inputs["original_sizes"],
+                                                         inputs["reshaped_input_sizes"])[0].numpy()
+    scores = outputs.iou_scores[0].numpy()
+    best = scores.argmax(-1)
+    rows = np.arange(len(best))
+    return masks[rows, best], scores[rows, best]
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def assert_same_masks(ours: tuple[np.ndarray, np.ndarray], theirs: tuple[np.ndarray, np.ndarray], context) -> None:
+    (masks, scores), (their_masks, their_scores) = ours, theirs
+    assert masks.shape == their_masks.shape, context
+    assert np.abs(scores - their_scores).max() <= SCORE, (context, scores, their_scores)
+    ious = [iou(a, b) for a, b in zip(masks, their_masks)]
+    assert min(ious) >= MASK_IOU, (context, ious)
+
+
+def decoded(model, frame: np.ndarray, multimask_output: bool, boxes=(), points=()) -> tuple[np.ndarray, np.ndarray]:
+    """Our masks and scores per prompt (before the label image resolves overlaps)."""
+    batch = prompt_batch(None, np.array(boxes, np.float32).reshape(-1, 4), np.array(points, np.float32).reshape(-1, 2))
+    return model.decode(model.embeddings(frame), batch, frame.shape[:2], multimask_output)
+
+
+@pytest.mark.parametrize("name", ["bus.jpg", "zidane.jpg"])
+def test_preprocessing_and_mask_postprocessing_are_the_processors(checkpoint, name) -> None:
+    """pixel_values within two grey levels (PIL's bilinear against torchvision's; measured: 2 on zidane.jpg's
+    downscale, mean 2e-4 after normalising), prompt coordinates equal,
+    and post_process_masks on the same logits equal up to pixels on the threshold's edge."""
+    import torch
+    from transformers import SamProcessor
+
+    frame = image(name)
+    processor = SamProcessor.from_pretrained(str(checkpoint))
+    theirs = processor(images=frame[:, :, ::-1].copy(), input_boxes=[BOXES[name]], input_points=[[[p] for p in
+                       POINTS[name][:1] * 5]], return_tensors="np")
+    ours = SAM.processing.read(checkpoint).preprocess(frame)
+    difference = np.abs(ours - theirs["pixel_values"])
+    assert difference.max() <= 0.036 and difference.mean() <= 3e-4, (difference.max(), difference.mean())
+    scaled = SAM.processing.scale_coordinates(np.array(BOXES[name], np.float32).reshape(-1, 2, 2), frame.shape[:2])
+    assert np.allclose(scaled.reshape(-1, 4), theirs["input_boxes"][0], atol=1e-4)
+    logits = np.random.default_rng(0).normal(size=(3, 256, 256)).astype(np.float32)
+    logits = cv2.GaussianBlur(logits.transpose(1, 2, 0), (0, 0), 6).transpose(2, 0, 1)  # mask-like regions
+    expected = processor.image_processor.post_process_masks(
+        [torch.from_numpy(logits[None])], theirs["original_sizes"], theirs["reshaped_input_sizes"])[0][0].numpy()
+    masks = SAM.processing.masks(logits, frame.shape[:2])
+    assert masks.shape == expected.shape
+    assert all(iou(a, b) >= 0.999 for a, b in zip(masks, expected))
+
+
+@pytest.mark.parametrize("name", ["bus.jpg", "zidane.jpg"])
+def test_every_backend_masks_what_transformers_does(checkpoint, tmp_path, name) -> None:
+    """onnx, openvino (f32) and cuda (PyTorch on the CPU) against SamModel for 1, 2 and 5 boxes and for
+    points, multimask_output off and on."""
+    frame = image(name)
+    models = {backend: runner(backend, checkpoint, tmp_path, frame.shape[:2]).model for backend in BACKENDS}
+    for multimask in (False, True):
+        for count in (1, 2, 5):
+            theirs = transformers_masks(checkpoint, frame, multimask, boxes=BOXES[name][:count])
+            for backend, model in models.items():
+                assert_same_masks(decoded(model, frame, multimask, boxes=BOXES[name][:count]), theirs,
+                                  (backend, multimask, count))
+        theirs = transformers_masks(checkpoint, frame, multimask, points=POINTS[name])
+        for backend, model in models.items():
+            assert_same_masks(decoded(model, frame, multimask, points=POINTS[name]), theirs, (backend, "points"))
+
+
+@pytest.fixture(scope="module")
+def full_size(tmp_path_factory) -> tuple[Path, np.ndarray, tuple, Path]:
+    """SAM ViT-B's config (facebook/sam-vit-base) with random weights, a real frame, transformers' masks of
+    two boxes on it, and an export cache."""
+    weights = sam_checkpoint(tmp_path_factory.mktemp("sam_full") / "full", size="full")
+    frame = image("bus.jpg")
+    return weights, frame, transformers_masks(weights, frame, False, boxes=BOXES["bus.jpg"][:2]), \
+        tmp_path_factory.mktemp("sam_full_cache")
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_full_size_architecture_matches_transformers(full_size, backend) -> None:
+    """At full size (ViT-B at 1024 x 1024; one backend per test: each exports for a minute on this CPU)."""
+    weights, frame, theirs, cache = full_size
+    model = runner(backend, weights, cache, frame.shape[:2]).model
+    assert_same_masks(decoded(model, frame, False, boxes=BOXES["bus.jpg"][:2]), theirs, backend)
+
+
+class CountingSession:
+    """A session that counts its runs."""
+
+    def __init__(self, session) -> None:
+        self.session, self.runs = session, 0
+
+    def run(self, inputs):
+        self.runs += 1
+        return self.session.run(inputs)
+
+
+def test_the_result_the_node_publishes(checkpoint, tmp_path) -> None:
+    """Topic prompts, then the boxes and points parameters, in that order: the label image holds each
+    prompt's mask (where masks overlap, the higher predicted IoU's), the echo their boxes (a point's: its
+    mask's extent), classes and ids, scored by predicted IoU. A new prompt on the same frame runs only the
+    decoder; no prompt runs nothing."""
+    frame = image("bus.jpg")
+    model = runner("onnx", checkpoint, tmp_path, frame.shape[:2]).model
+    model.encoder, model.decoder = CountingSession(model.encoder), CountingSession(model.decoder)
+    topic = Detections(np.array(BOXES["bus.jpg"][:2], np.float32), np.array([0.9, 0.8], np.float32),
+                       np.array([0, 1], np.int64), ("person", "bus"), ("7", "12"))
+    result = model(frame, boxes="30,700,90,900", points="700,500", prompts=topic)
+    masks, scores = decoded(model, frame, False, boxes=BOXES["bus.jpg"][:2] + [[30, 700, 90, 900]], points=[[700, 500]])
+    assert np.array_equal(result.label_image, label_image(masks, scores))
+    assert result.label_image.dtype == np.uint16 and result.label_image.shape == frame.shape[:2]
+    echo = result.prompts
+    assert [echo.class_name(int(c)) for c in echo.class_ids] == ["person", "bus", "box", "point"]
+    assert echo.track_ids == ("7", "12", "box0", "point0")
+    assert np.array_equal(echo.boxes_xyxy[:3], np.array(BOXES["bus.jpg"][:2] + [[30, 700, 90, 900]], np.float32))
+    assert np.array_equal(echo.boxes_xyxy[3], mask_boxes(masks[3:])[0])
+    assert np.allclose(echo.scores, scores)
+    assert model.encoder.runs == 1
+    model(frame, boxes="100,100,300,300")
+    assert (model.encoder.runs, model.decoder.runs) == (1, 3)
+    empty = model(np.zeros_like(frame))
+    assert len(empty) == 0 and not empty.label_image.any() and model.encoder.runs == 1
+
+
+def test_the_label_image_resolves_overlaps_by_predicted_iou() -> None:
+    masks = np.zeros((3, 4, 6), bool)
+    masks[0, :, :4], masks[1, :, 2:], masks[2, 0, 0] = True, True, True
+    labels = label_image(masks, np.array([0.5, 0.9, 0.7], np.float32))
+    assert labels.tolist() == [[3, 1, 2, 2, 2, 2]] + [[1, 1, 2, 2, 2, 2]] * 3
+    assert mask_boxes(masks).tolist() == [[0, 0, 4, 4], [2, 0, 6, 4], [0, 0, 1, 1]]
+
+
+def test_fixed_prompts_are_validated(checkpoint, tmp_path) -> None:
+    model = runner("onnx", checkpoint, tmp_path).model
+    assert model.option_problem("boxes", "1,2,30,40; 5.5,6,70,80") == ""
+    assert "a box is x1,y1,x2,y2" in model.option_problem("boxes", "1,2,3")
+    assert "x1 < x2" in model.option_problem("boxes", "10,2,3,40")
+    assert "a point is x,y" in model.option_problem("points", "1;2")
+    assert parse_boxes(" ").shape == (0, 4)
+    with pytest.raises(ConfigError, match="neither a transformers SAM model folder"):
+        SAM.resolve_weights(str(tmp_path / "model.onnx"), tmp_path)
+
+
+def test_a_cached_export_runs_without_torch_or_transformers(checkpoint, tmp_path) -> None:
+    """Once exported, an onnx node pre- and post-processes with neither torch nor transformers."""
+    import subprocess
+    import sys
+
+    runner("onnx", checkpoint, tmp_path)
+    script = (
+        "import sys, logging, numpy as np\n"
+        "sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
+        "from vision_factory.loaded_model import load_default_model\n"
+        f"m = load_default_model('sam', 'onnx', {str(checkpoint)!r}, {str(tmp_path)!r}, "
+        "logging.getLogger('t'), (480, 640)).model\n"
+        "r = m(np.full((480, 640, 3), 90, np.uint8), boxes='10,10,200,200; 300,100,600,400')\n"
+        "print(len(r), r.label_image.shape)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "2 (480, 640)" in result.stdout
+
+
+def test_the_decoder_export_gives_tensorrt_its_prompt_axis_range(checkpoint, tmp_path) -> None:
+    """A TensorRT engine of the decoder is built for 1 to 64 prompts a run (more run in several); the
+    encoder's input is fixed."""
+    from vision_factory.backends.tensorrt_session import profile_shapes
+
+    loaded = runner("onnx", checkpoint, tmp_path)
+    assert profile_shapes(loaded.artifacts["model.decoder"].path) == {
+        "point_coords": ((1, 1, 2, 2), (1, 8, 2, 2), (1, 64, 2, 2)),
+        "point_labels": ((1, 1, 2), (1, 8, 2), (1, 64, 2))}
+    assert profile_shapes(loaded.artifacts["model.encoder"].path) == {}
