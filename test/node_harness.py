@@ -57,7 +57,7 @@ class Family:
 
 FAMILIES = {model: Family(load_manifest(model).output_kind, results) for model, results in (
     ("yolo", "detections"), ("rtmpose", "poses"), ("depth_anything", "inverse_depth_relative"),
-    ("grounding_dino", "detections"), ("bytetrack", "detections"))}
+    ("grounding_dino", "detections"), ("bytetrack", "detections"), ("sam", "masks"))}
 assert all(family.kind.topic(family.results).per_frame for family in FAMILIES.values())
 
 
@@ -74,14 +74,14 @@ def next_domain() -> int:
 @contextmanager
 def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path, managed: bool = False,
              family: str = "yolo", remaps: dict[str, str] | None = None, cameras: int = 0,
-             **overrides: Any) -> Iterator[tuple[subprocess.Popen, ReplayProbe, Path]]:
+             domain: int | None = None, **overrides: Any) -> Iterator[tuple[subprocess.Popen, ReplayProbe, Path]]:
     """The generated <family>_<backend> node (a tracker: backend "") running as its own process, once its
     model is ready (managed: once its lifecycle services are up), and a probe on the same private ROS
     domain that hears its outputs and /diagnostics. `remaps`: the node's input (default: image_raw to
     /camera/image_raw; with `cameras` N: cam<i>/image_raw to /cam<i>/image_raw, and the probe hears every
-    camera's outputs)."""
+    camera's outputs). `domain`: the ROS domain (default: one of its own), e.g. another launched node's."""
     ws, env = workspace
-    domain = next_domain()
+    domain = domain or next_domain()
     package = package_of(family, backend)
     prefixes = camera_prefixes(cameras)
     topics = {f"/{package}/{prefix}{name}": kind for prefix in prefixes
