@@ -1,10 +1,12 @@
-"""Segment Anything as the runner builds it, without ROS: every backend against transformers' SamModel run
-directly (its processor, the network with input_boxes / input_points, post_process_masks) end to end on
-real images, for 1, 2 and 5 boxes and for points, with multimask_output off and on, on random weights of the
-real architecture (a small config, and SAM ViT-B's full config); our pre- and post-processing against the
-processor's; the label image and the prompts' echo; the encoding reused for new prompts on the same frame."""
+"""Segment Anything as the runner builds it, without ROS: every backend against transformers' SamModel and
+Sam2Model run directly (their processors, the network with input_boxes / input_points, post_process_masks)
+end to end on real images, for 1, 2 and 5 boxes and for points, with multimask_output off and on, on random
+weights of the real architectures (small configs, and SAM ViT-B's and SAM 2.1 Hiera-tiny's full configs); our
+pre- and post-processing against the processors'; the label image and the prompts' echo; the encoding reused
+for new prompts on the same frame."""
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from vision_factory.detections import Detections  # noqa: E402
 from vision_factory.errors import ConfigError  # noqa: E402
 from vision_factory.loaded_model import load_default_model  # noqa: E402
 from vision_factory.masks import label_image, mask_boxes, parse_boxes  # noqa: E402
-from vision_factory.models.sam import SAM, prompt_batch  # noqa: E402
+from vision_factory.models.sam import ARCHITECTURES, SAM, prompt_batch  # noqa: E402
 from vision_factory.tools.stand_in_models import sam_checkpoint  # noqa: E402
 
 LOG = logging.getLogger("test")
@@ -33,14 +35,19 @@ BOXES = {"bus.jpg": [[50, 400, 250, 900], [220, 400, 350, 870], [0, 220, 810, 78
                         [0, 0, 300, 300]]}
 POINTS = {"bus.jpg": [[300, 600], [700, 500], [120, 760]], "zidane.jpg": [[950, 300], [500, 560], [200, 100]]}
 # The issue's tolerances: mask IoU against transformers >= 0.99, predicted IoU within 1e-3. Measured on the
-# small config: IoU >= 0.9997 (the network sees the processor's tensor within two grey levels: PIL's bilinear
-# resize against torchvision's), predicted IoU within 3e-7.
+# small configs: IoU >= 0.9997 (the network sees the processor's tensor within a grey level here and there:
+# PIL's bilinear resize against torchvision's), predicted IoU within 1e-6.
 MASK_IOU, SCORE = 0.99, 1e-3
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return sam_checkpoint(tmp_path_factory.mktemp("sam") / "small")
+@pytest.fixture(scope="module", params=[1, 2], ids=["sam", "sam2"])
+def checkpoint(request, tmp_path_factory) -> Path:
+    """A small SamModel, then a small Sam2Model checkpoint."""
+    return sam_checkpoint(tmp_path_factory.mktemp(f"sam{request.param}") / "small", version=request.param)
+
+
+def model_type(weights: Path) -> str:
+    return json.loads((weights / "config.json").read_text())["model_type"]
 
 
 def image(name: str) -> np.ndarray:
@@ -58,20 +65,28 @@ def transformers_masks(weights: Path, image_bgr: np.ndarray, multimask_output: b
     """transformers run directly: the processor, SamModel, post_process_masks; per prompt the mask SamModel
     ranks first (multimask: the best predicted IoU of its three). (N, H, W) bool, (N,) scores."""
     import torch
-    from transformers import SamModel, SamProcessor
+    from transformers import AutoModel, AutoProcessor
 
-    processor = SamProcessor.from_pretrained(str(weights))
-    network = SamModel.from_pretrained(str(weights)).eval()
-    prompts = {"input_boxes": [boxes]} if boxes is not None else {"input_points": [[[p] for p in points]]}
+    processor = AutoProcessor.from_pretrained(str(weights))
+    network = AutoModel.from_pretrained(str(weights)).eval()
+    prompts = {"input_boxes": [boxes]} if boxes is not None else {
+        "input_points": [[[p] for p in points]], "input_labels": [[[1] for _ in points]]}
     inputs = processor(images=image_bgr[:, :, ::-1].copy(), return_tensors="pt", **prompts)
     with torch.no_grad():
         outputs = network(**inputs, multimask_output=multimask_output)
-    masks = processor.image_processor.post_process_masks(outputs.pred_masks, inputs["original_sizes"],
-                                                         inputs["reshaped_input_sizes"])[0].numpy()
+    masks = post_processed(processor, outputs.pred_masks, inputs)[0].numpy()
     scores = outputs.iou_scores[0].numpy()
     best = scores.argmax(-1)
     rows = np.arange(len(best))
     return masks[rows, best], scores[rows, best]
+
+
+def post_processed(processor, masks, inputs) -> list:
+    """The processor's post_process_masks (SAM's crops its padding: it takes the resized size too)."""
+    if "reshaped_input_sizes" in inputs:
+        return processor.image_processor.post_process_masks(masks, inputs["original_sizes"],
+                                                            inputs["reshaped_input_sizes"])
+    return processor.post_process_masks(masks, inputs["original_sizes"])
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -89,31 +104,29 @@ def assert_same_masks(ours: tuple[np.ndarray, np.ndarray], theirs: tuple[np.ndar
 def decoded(model, frame: np.ndarray, multimask_output: bool, boxes=(), points=()) -> tuple[np.ndarray, np.ndarray]:
     """Our masks and scores per prompt (before the label image resolves overlaps)."""
     batch = prompt_batch(None, np.array(boxes, np.float32).reshape(-1, 4), np.array(points, np.float32).reshape(-1, 2))
-    return model.decode(model.embeddings(frame), batch, frame.shape[:2], multimask_output)
+    return model.decode(model.features(frame), batch, frame.shape[:2], multimask_output)
 
 
 @pytest.mark.parametrize("name", ["bus.jpg", "zidane.jpg"])
 def test_preprocessing_and_mask_postprocessing_are_the_processors(checkpoint, name) -> None:
     """pixel_values within two grey levels (PIL's bilinear against torchvision's; measured: 2 on zidane.jpg's
-    downscale, mean 2e-4 after normalising), prompt coordinates equal,
-    and post_process_masks on the same logits equal up to pixels on the threshold's edge."""
+    downscale, mean 2e-4 after normalising), prompt coordinates equal, and post_process_masks on the same
+    logits equal up to pixels on the threshold's edge."""
     import torch
-    from transformers import SamProcessor
+    from transformers import AutoProcessor
 
     frame = image(name)
-    processor = SamProcessor.from_pretrained(str(checkpoint))
-    theirs = processor(images=frame[:, :, ::-1].copy(), input_boxes=[BOXES[name]], input_points=[[[p] for p in
-                       POINTS[name][:1] * 5]], return_tensors="np")
-    ours = SAM.processing.read(checkpoint).preprocess(frame)
-    difference = np.abs(ours - theirs["pixel_values"])
+    processor = AutoProcessor.from_pretrained(str(checkpoint))
+    theirs = processor(images=frame[:, :, ::-1].copy(), input_boxes=[BOXES[name]], return_tensors="pt")
+    processing = ARCHITECTURES[model_type(checkpoint)].processing.read(checkpoint)
+    difference = np.abs(processing.preprocess(frame) - theirs["pixel_values"].numpy())
     assert difference.max() <= 0.036 and difference.mean() <= 3e-4, (difference.max(), difference.mean())
-    scaled = SAM.processing.scale_coordinates(np.array(BOXES[name], np.float32).reshape(-1, 2, 2), frame.shape[:2])
-    assert np.allclose(scaled.reshape(-1, 4), theirs["input_boxes"][0], atol=1e-4)
+    scaled = processing.scale_coordinates(np.array(BOXES[name], np.float32).reshape(-1, 2, 2), frame.shape[:2])
+    assert np.allclose(scaled.reshape(-1, 4), theirs["input_boxes"][0].numpy(), atol=1e-4)
     logits = np.random.default_rng(0).normal(size=(3, 256, 256)).astype(np.float32)
     logits = cv2.GaussianBlur(logits.transpose(1, 2, 0), (0, 0), 6).transpose(2, 0, 1)  # mask-like regions
-    expected = processor.image_processor.post_process_masks(
-        [torch.from_numpy(logits[None])], theirs["original_sizes"], theirs["reshaped_input_sizes"])[0][0].numpy()
-    masks = SAM.processing.masks(logits, frame.shape[:2])
+    expected = post_processed(processor, [torch.from_numpy(logits[None])], theirs)[0][0].numpy()
+    masks = processing.masks(logits, frame.shape[:2])
     assert masks.shape == expected.shape
     assert all(iou(a, b) >= 0.999 for a, b in zip(masks, expected))
 
@@ -136,19 +149,27 @@ def test_every_backend_masks_what_transformers_does(checkpoint, tmp_path, name) 
 
 
 @pytest.fixture(scope="module")
-def full_size(tmp_path_factory) -> tuple[Path, np.ndarray, tuple, Path]:
-    """SAM ViT-B's config (facebook/sam-vit-base) with random weights, a real frame, transformers' masks of
-    two boxes on it, and an export cache."""
-    weights = sam_checkpoint(tmp_path_factory.mktemp("sam_full") / "full", size="full")
-    frame = image("bus.jpg")
-    return weights, frame, transformers_masks(weights, frame, False, boxes=BOXES["bus.jpg"][:2]), \
-        tmp_path_factory.mktemp("sam_full_cache")
+def full_size(tmp_path_factory) -> dict:
+    """Per version, the published config (SAM ViT-B, SAM 2.1 Hiera-tiny) with random weights, a real frame,
+    transformers' masks of two boxes on it, and an export cache (made on first use)."""
+    made = {}
+
+    def make(version: int) -> tuple[Path, np.ndarray, tuple, Path]:
+        if version not in made:
+            weights = sam_checkpoint(tmp_path_factory.mktemp(f"sam{version}_full") / "full", "full", version=version)
+            frame = image("bus.jpg")
+            made[version] = (weights, frame, transformers_masks(weights, frame, False, boxes=BOXES["bus.jpg"][:2]),
+                             tmp_path_factory.mktemp(f"sam{version}_full_cache"))
+        return made[version]
+    return make
 
 
-@pytest.mark.parametrize("backend", ["onnx", "openvino"])
-def test_full_size_architecture_matches_transformers(full_size, backend) -> None:
-    """At full size (ViT-B at 1024 x 1024; one backend per test: each exports for a minute on this CPU)."""
-    weights, frame, theirs, cache = full_size
+@pytest.mark.parametrize("version, backend", [(1, "onnx"), (2, "onnx")])
+def test_full_size_architecture_matches_transformers(full_size, version, backend) -> None:
+    """At full size (1024 x 1024 input), on onnx: the small configs check every backend; at full size
+    openvino took another 50 s (SAM) and 130 s (SAM 2) of export and compilation, and agreed as well
+    (checked once, 2026-12-03)."""
+    weights, frame, theirs, cache = full_size(version)
     model = runner(backend, weights, cache, frame.shape[:2]).model
     assert_same_masks(decoded(model, frame, False, boxes=BOXES["bus.jpg"][:2]), theirs, backend)
 
@@ -186,7 +207,7 @@ def test_the_result_the_node_publishes(checkpoint, tmp_path) -> None:
     assert np.allclose(echo.scores, scores)
     assert model.encoder.runs == 1
     model(frame, boxes="100,100,300,300")
-    assert (model.encoder.runs, model.decoder.runs) == (1, 3)
+    assert (model.encoder.runs, model.decoder.runs) == (1, 5)  # boxes and points: a run each
     empty = model(np.zeros_like(frame))
     assert len(empty) == 0 and not empty.label_image.any() and model.encoder.runs == 1
 
@@ -236,6 +257,6 @@ def test_the_decoder_export_gives_tensorrt_its_prompt_axis_range(checkpoint, tmp
 
     loaded = runner("onnx", checkpoint, tmp_path)
     assert profile_shapes(loaded.artifacts["model.decoder"].path) == {
-        "point_coords": ((1, 1, 2, 2), (1, 8, 2, 2), (1, 64, 2, 2)),
-        "point_labels": ((1, 1, 2), (1, 8, 2), (1, 64, 2))}
+        "point_coords": ((1, 1, 2, 2), (1, 8, 2, 2), (1, 64, 3, 2)),
+        "point_labels": ((1, 1, 2), (1, 8, 2), (1, 64, 3))}
     assert profile_shapes(loaded.artifacts["model.encoder"].path) == {}

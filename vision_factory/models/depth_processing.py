@@ -124,9 +124,13 @@ class ImageProcessing(ProcessorSettings):
 
 def pil_resized_rgb(image_bgr: np.ndarray, size_hw: tuple[int, int], resample: int) -> np.ndarray:
     """A BGR uint8 image resized by PIL (`resample`, a PIL filter number) to size_hw: (h, w, 3) float32 RGB.
-    PIL's antialiased filters are what transformers' torchvision processors reproduce (within a grey level)."""
+    PIL's antialiased filters are what transformers' torchvision processors reproduce, in the same two passes:
+    the width first, then the height (PIL alone may take the other order, which rounds differently: one grey
+    level on 15% of the pixels of a frame upscaled in one axis and downscaled in the other)."""
     rgb = Image.fromarray(np.ascontiguousarray(image_bgr[:, :, ::-1]))
-    return np.asarray(rgb.resize(size_hw[::-1], Image.Resampling(resample)), np.float32)
+    filter_ = Image.Resampling(resample)
+    wide = rgb.resize((size_hw[1], rgb.height), filter_)
+    return np.asarray(wide.resize((size_hw[1], size_hw[0]), filter_), np.float32)
 
 
 def normalised_blob(rgb: np.ndarray, mean: tuple[float, float, float], std: tuple[float, float, float]) -> np.ndarray:

@@ -1,21 +1,24 @@
-"""Segment Anything (transformers' SamModel: SAM ViT-B/L/H, SlimSAM): one mask per prompt box or point.
+"""Segment Anything: transformers' SamModel (SAM ViT-B/L/H, SlimSAM) and Sam2Model (SAM 2 / 2.1, Hiera tiny to
+large) checkpoints, one mask per prompt box or point.
 
 Two networks are exported from one checkpoint (NETWORKS), each its own cached artifact and session: the image
 encoder, run once a frame, and the prompt encoder + mask decoder, run on a frame's prompts together (any
 number of them: the prompt axis is dynamic). The last frame's encoding is kept, so new prompts on the same
 frame cost only the decoder.
 
-Pre- and post-processing are SamProcessor's, in numpy: resize the longest side to 1024 (PIL bilinear, which
-torchvision's antialiased resize reproduces), normalise, pad to 1024 x 1024; prompt coordinates scaled as
-the image; `post_process_masks` (bilinear to the padded size, crop, bilinear to the frame, > 0). A box is
-prompted as its two corners with the prompt encoder's corner embeddings, a point as itself with the
-padding point transformers adds, so both kinds share one decoder run and equal SamModel's own embedding.
+Pre- and post-processing are the processors', in numpy: SAM resizes the longest side to 1024 and pads to a
+square, SAM 2 resizes to 1024 x 1024 (PIL bilinear, which torchvision's antialiased resize reproduces);
+prompt coordinates are scaled as the image; the masks come back as `post_process_masks` brings them
+(bilinear, > 0). Prompts are embedded as the prompt encoder embeds points and box corners (a box: its two
+corners' embeddings, and SAM 2's padding point; a point: itself and the padding point), in one run for the
+boxes and one for the points.
 
 Named by the manifest as `vision_factory.models.sam:SAM`.
 """
 from __future__ import annotations
 
 import builtins
+import importlib
 import json
 import logging
 from contextlib import contextmanager
@@ -36,23 +39,27 @@ from vision_factory.models.depth_processing import ProcessorSettings, normalised
 from vision_factory.models.transformers_checkpoints import HUB_ID, TransformersCheckpoint
 
 ENCODER, DECODER = "encoder", "decoder"
-ENCODER_INPUTS, ENCODER_OUTPUTS = ["pixel_values"], ["image_embeddings"]
-DECODER_INPUTS = ["image_embeddings", "point_coords", "point_labels"]  # (1, C, h, w), (1, N, 2, 2), (1, N, 2)
-DECODER_OUTPUTS = ["masks", "iou_scores"]  # (1, N, tokens, 256, 256) logits; (1, N, tokens): every mask token
-PROMPT_AXIS = "prompts"
+PIXELS = "pixel_values"
+PROMPT_INPUTS = ["point_coords", "point_labels"]  # (1, N, tokens, 2) float32, (1, N, tokens) int64
+DECODER_OUTPUTS = ["masks", "iou_scores"]  # (1, N, 4, 256, 256) logits; (1, N, 4): every mask token's
+PROMPT_AXIS, TOKEN_AXIS = "prompts", "tokens"
 PROMPTS_PER_RUN = 64  # a frame's prompts go through the decoder in runs of at most this many (bounded memory)
 TYPICAL_PROMPTS = 8  # what a TensorRT engine is tuned for
 OPENCV_MAX_CHANNELS = 512  # OpenCV resizes images of up to CV_CN_MAX channels (not exported by its Python module)
 # The prompt encoder's point labels: a box's two corners, a foreground point, and transformers' padding point.
 TOP_LEFT, BOTTOM_RIGHT, FOREGROUND, NOT_A_POINT = 2, 3, 1, -1
+STABILITY = "mask_stability"  # decoder metadata: SAM 2's single-mask fallback (delta, threshold), if it has one
 
 
 @dataclass(frozen=True)
 class SamProcessing(ProcessorSettings):
-    """SamImageProcessor's settings, as far as the node repeats them."""
+    """SamImageProcessor's settings (SAM: the longest side to longest_edge, padded to pad_hw), or
+    Sam2ImageProcessor's (SAM 2: resized to fixed_hw, the aspect not kept, no padding), as far as the node
+    repeats them."""
 
     longest_edge: int = 1024
     pad_hw: tuple[int, int] = (1024, 1024)
+    fixed_hw: tuple[int, int] | None = None
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     mask_threshold: float = 0.0  # post_process_masks' default
@@ -65,23 +72,35 @@ class SamProcessing(ProcessorSettings):
         path, config = found
         if config.get("resample", Image.Resampling.BILINEAR) != Image.Resampling.BILINEAR:
             raise ConfigError(f"{path}: only bilinear resampling (resample 2) is supported for this model")
+        size, pad = config.get("size") or {}, config.get("pad_size") or {}
+        settings = replace(self, mean=tuple(config.get("image_mean", self.mean)),
+                           std=tuple(config.get("image_std", self.std)))
+        if self.fixed_hw is not None:
+            return replace(settings, fixed_hw=(int(size.get("height", self.fixed_hw[0])),
+                                               int(size.get("width", self.fixed_hw[1]))))
         if not config.get("do_pad", True):
             raise ConfigError(f"{path}: SAM's encoder takes a padded square image: do_pad false is not supported")
-        pad = config.get("pad_size") or {}
-        return replace(self, longest_edge=int((config.get("size") or {}).get("longest_edge", self.longest_edge)),
-                       pad_hw=(int(pad.get("height", self.pad_hw[0])), int(pad.get("width", self.pad_hw[1]))),
-                       mean=tuple(config.get("image_mean", self.mean)), std=tuple(config.get("image_std", self.std)))
+        return replace(settings, longest_edge=int(size.get("longest_edge", self.longest_edge)),
+                       pad_hw=(int(pad.get("height", self.pad_hw[0])), int(pad.get("width", self.pad_hw[1]))))
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        """The encoder's input (height, width)."""
+        return self.fixed_hw or self.pad_hw
 
     def resized_hw(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
-        """(height, width) of the frame resized so its longest side is longest_edge (_get_preprocess_shape)."""
+        """(height, width) of the frame resized (SAM: its longest side to longest_edge, _get_preprocess_shape)."""
+        if self.fixed_hw is not None:
+            return self.fixed_hw
         scale = self.longest_edge * 1.0 / max(frame_hw)
         return int(frame_hw[0] * scale + 0.5), int(frame_hw[1] * scale + 0.5)
 
     def preprocess(self, image_bgr: np.ndarray) -> np.ndarray:
-        """BGR (H, W, 3) uint8 -> (1, 3, pad_h, pad_w) float32: resized, normalised, zero-padded right and below."""
+        """BGR (H, W, 3) uint8 -> the encoder's (1, 3, h, w) float32: resized, normalised, zero-padded right and
+        below to input_hw."""
         resized_hw = self.resized_hw(image_bgr.shape[:2])
         blob = normalised_blob(pil_resized_rgb(image_bgr, resized_hw, Image.Resampling.BILINEAR), self.mean, self.std)
-        padded = np.zeros((1, 3, *self.pad_hw), np.float32)
+        padded = np.zeros((1, 3, *self.input_hw), np.float32)
         padded[:, :, :resized_hw[0], :resized_hw[1]] = blob
         return padded
 
@@ -92,39 +111,91 @@ class SamProcessing(ProcessorSettings):
             np.float32)
 
     def masks(self, logits: np.ndarray, frame_hw: tuple[int, int]) -> np.ndarray:
-        """(N, h, w) low-resolution mask logits -> (N, H, W) bool at the frame's size: post_process_masks
-        (bilinear with half-pixel centres, as OpenCV's INTER_LINEAR, to the padded size; the padding cut off;
-        bilinear to the frame; above mask_threshold)."""
+        """(N, h, w) low-resolution mask logits -> (N, H, W) bool at the frame's size, as post_process_masks
+        (bilinear with half-pixel centres, OpenCV's INTER_LINEAR): SAM's to the padded size, the padding cut
+        off, then to the frame; SAM 2's to the frame at once. True above mask_threshold."""
         resized_hw = self.resized_hw(frame_hw)
         result = np.zeros((len(logits), *frame_hw), bool)
         for start in range(0, len(logits), OPENCV_MAX_CHANNELS):
             stack = np.ascontiguousarray(logits[start:start + OPENCV_MAX_CHANNELS].transpose(1, 2, 0), np.float32)
-            padded = cv2.resize(stack, self.pad_hw[::-1], interpolation=cv2.INTER_LINEAR)
-            cropped = np.ascontiguousarray(padded[:resized_hw[0], :resized_hw[1]])
-            frame = cv2.resize(cropped, frame_hw[::-1], interpolation=cv2.INTER_LINEAR).reshape(*frame_hw, -1)
+            if self.fixed_hw is None:
+                padded = cv2.resize(stack, self.pad_hw[::-1], interpolation=cv2.INTER_LINEAR)
+                stack = np.ascontiguousarray(padded[:resized_hw[0], :resized_hw[1]])
+            frame = cv2.resize(stack, frame_hw[::-1], interpolation=cv2.INTER_LINEAR).reshape(*frame_hw, -1)
             result[start:start + OPENCV_MAX_CHANNELS] = (frame > self.mask_threshold).transpose(2, 0, 1)
         return result
 
 
-@contextmanager
-def every_mask_token() -> Iterator[None]:
-    """SamMaskDecoder computes a mask for each of its tokens and then keeps the first (multimask_output False)
-    or the other three: while this is active, called with multimask_output=True it keeps all four, so one run
-    serves both settings (the node chooses per frame)."""
-    from transformers.models.sam import modeling_sam
+@dataclass(frozen=True)
+class SamArchitecture:
+    """What differs between SamModel and Sam2Model checkpoints, as far as the node goes."""
 
-    modeling_sam.slice = lambda *_: builtins.slice(None)  # its only use: choosing the tokens
+    modeling: str  # the transformers module of its mask decoder (see every_mask_token)
+    features: tuple[str, ...]  # the encoder's outputs, which the decoder takes (SAM 2: two high-resolution maps)
+    box_padding_point: bool  # SAM 2 embeds a box's corners with a padding point after them
+    processing: SamProcessing  # its image processor's defaults
+
+    def box_tokens(self, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 4) boxes -> the decoder's (N, tokens, 2) coordinates and (N, tokens) labels."""
+        coords, labels = boxes.reshape(-1, 2, 2), [TOP_LEFT, BOTTOM_RIGHT]
+        if self.box_padding_point:
+            coords = np.concatenate([coords, np.zeros((len(boxes), 1, 2), np.float32)], 1)
+            labels = labels + [NOT_A_POINT]
+        return coords.astype(np.float32), np.tile(np.array(labels, np.int64), (len(boxes), 1))
+
+    @staticmethod
+    def point_tokens(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 2) points -> (N, 2, 2) coordinates and (N, 2) labels: the point, and the padding point
+        transformers adds to point prompts without a box."""
+        coords = np.stack([points, np.zeros_like(points)], axis=1).astype(np.float32)
+        return coords, np.tile(np.array([FOREGROUND, NOT_A_POINT], np.int64), (len(points), 1))
+
+
+ARCHITECTURES = {  # by config.model_type
+    "sam": SamArchitecture("transformers.models.sam.modeling_sam", ("image_embeddings",), False, SamProcessing()),
+    "sam2": SamArchitecture("transformers.models.sam2.modeling_sam2",
+                            ("high_resolution_features_0", "high_resolution_features_1", "image_embeddings"), True,
+                            SamProcessing(fixed_hw=(1024, 1024))),
+}
+
+
+@contextmanager
+def every_mask_token(modeling: str) -> Iterator[None]:
+    """The mask decoders compute a mask for each of their tokens and then keep the first (multimask_output
+    False) or the other three: while this is active, called with multimask_output=True they keep all four, so
+    one run serves both settings (the node chooses per frame, as the decoder would)."""
+    module = importlib.import_module(modeling)
+    module.slice = lambda *_: builtins.slice(None)  # its only use there: choosing the tokens
     try:
         yield
     finally:
-        del modeling_sam.slice
+        del module.slice
 
 
-def prompt_decoder(sam: Any) -> Any:
-    """SamModel's prompt encoder and mask decoder as one module: (image_embeddings, point_coords, point_labels)
-    -> (masks, iou_scores) of every mask token. Points are embedded as SamPromptEncoder embeds points and box
-    corners (label TOP_LEFT / BOTTOM_RIGHT adds the corner's embedding, FOREGROUND the point's, NOT_A_POINT is
-    the padding point's embedding)."""
+def image_encoder(sam: Any) -> Any:
+    """The model's image encoder as a module: pixel_values -> its feature maps (SAM: image_embeddings; SAM 2:
+    two high-resolution maps, already projected for the decoder, and image_embeddings with the no-memory
+    embedding added, as Sam2Model.get_image_embeddings gives them)."""
+    import torch
+
+    class ImageEncoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sam = sam
+
+        def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            if hasattr(self.sam, "no_memory_embedding"):
+                return tuple(self.sam.get_image_embeddings(pixel_values))
+            return (self.sam.vision_encoder(pixel_values).last_hidden_state,)
+
+    return ImageEncoder()
+
+
+def prompt_decoder(sam: Any, architecture: SamArchitecture) -> Any:
+    """The prompt encoder and mask decoder as one module: (*encoder features, point_coords, point_labels) ->
+    (masks, iou_scores) of every mask token. Tokens are embedded as Sam2PromptEncoder embeds points, which is
+    also what SamPromptEncoder does for points and box corners: the shared positional embedding of the
+    pixel's centre, the padding point's own embedding for NOT_A_POINT, plus the label's point embedding."""
     import torch
 
     class PromptDecoder(torch.nn.Module):
@@ -132,34 +203,41 @@ def prompt_decoder(sam: Any) -> Any:
             super().__init__()
             self.sam = sam
 
-        def forward(self, image_embeddings: torch.Tensor, point_coords: torch.Tensor,
-                    point_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            *features, point_coords, point_labels = inputs
             encoder = self.sam.prompt_encoder
             side = encoder.input_image_size
-            sparse = encoder.shared_embedding(point_coords + 0.5, (side, side))  # + 0.5: the pixel's centre
+            table = encoder.point_embed  # SAM 2: one Embedding of the labels; SAM: one Embedding per label
+            table = table.weight if isinstance(table, torch.nn.Embedding) else torch.cat([e.weight for e in table])
             labels = point_labels[..., None]
+            sparse = encoder.shared_embedding(point_coords + 0.5, (side, side))
             sparse = torch.where(labels == NOT_A_POINT, encoder.not_a_point_embed.weight, sparse)
-            for label, embedding in enumerate(encoder.point_embed):
-                sparse = torch.where(labels == label, sparse + embedding.weight, sparse)
-            dense = encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(
-                1, -1, *encoder.image_embedding_size)
-            with every_mask_token():
-                return self.sam.mask_decoder(
-                    image_embeddings=image_embeddings,
+            sparse = sparse + table[point_labels.clamp(min=0)] * (labels >= 0)
+            dense = encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, *encoder.image_embedding_size)
+            high_resolution = {"high_resolution_features": features[:-1]} if len(features) > 1 else {}
+            with every_mask_token(architecture.modeling):
+                outputs = self.sam.mask_decoder(
+                    image_embeddings=features[-1],
                     image_positional_embeddings=self.sam.get_image_wide_positional_embeddings(),
-                    sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=True)
+                    sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=True,
+                    **high_resolution)
+            return outputs[0], outputs[1]
 
     return PromptDecoder()
 
 
 @dataclass(frozen=True)
 class SamFamily(TransformersCheckpoint):
-    """The weights handler and model module of SamModel checkpoints (vision_factory.models)."""
+    """The weights handler and model module of SamModel and Sam2Model checkpoints (vision_factory.models)."""
 
-    processing: SamProcessing = SamProcessing()
     model_type = "sam"
     requirements = "sam.txt"
     NETWORKS = (ENCODER, DECODER)
+    processing = ARCHITECTURES["sam"].processing
+
+    @property
+    def model_types(self) -> tuple[str, ...]:
+        return tuple(ARCHITECTURES)
 
     def weights_problem(self, model: str) -> str:
         """'' if `model` is a transformers model folder or a Hugging Face model id (its two networks are
@@ -171,87 +249,92 @@ class SamFamily(TransformersCheckpoint):
 
     def options_for_frame(self, weights: Path, options: Mapping[str, Any],
                           frame_hw: tuple[int, int]) -> dict[str, Any]:
-        """The same for every frame size: SAM pads every frame to one square."""
+        """The same for every frame size: every frame is brought to one square."""
         return dict(options)
 
     def load_torch(self, weights: Path, options: Mapping[str, Any]) -> tuple[Any, dict[str, str]]:
-        """options["network"]'s module: the image encoder (pixel_values -> image_embeddings) or the prompt
-        decoder (prompt_decoder), and its metadata."""
-        import torch
-
-        config, sam = self.load_pretrained(weights, options, "SamModel")
+        """options["network"]'s module, image_encoder or prompt_decoder, and its metadata."""
+        config, sam = self.load_pretrained(weights, options, "AutoModel")
+        architecture = ARCHITECTURES[config.model_type]
+        metadata = {"model_type": config.model_type}
         if options["network"] == ENCODER:
-            class ImageEncoder(torch.nn.Module):
-                def __init__(self) -> None:
-                    super().__init__()
-                    self.sam = sam
-
-                def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-                    return self.sam.vision_encoder(pixel_values).last_hidden_state
-
-            return ImageEncoder(), {"model_type": config.model_type,
-                                    "image_processing": self.processing.read(weights).to_json()}
-        return prompt_decoder(sam), {
-            "model_type": config.model_type, "image_size": str(config.prompt_encoder_config.image_size),
-            # TensorRT's optimization profile: 1 to PROMPTS_PER_RUN prompts a run
-            DYNAMIC_AXIS_RANGES: json.dumps({PROMPT_AXIS: [1, TYPICAL_PROMPTS, PROMPTS_PER_RUN]})}
+            return image_encoder(sam), {**metadata, "image_processing": architecture.processing.read(weights).to_json()}
+        decoder_config = config.mask_decoder_config
+        if getattr(decoder_config, "dynamic_multimask_via_stability", False):
+            metadata[STABILITY] = json.dumps([decoder_config.dynamic_multimask_stability_delta,
+                                              decoder_config.dynamic_multimask_stability_thresh])
+        # TensorRT's optimization profile: 1 to PROMPTS_PER_RUN prompts a run, of 2 or 3 tokens
+        metadata[DYNAMIC_AXIS_RANGES] = json.dumps({PROMPT_AXIS: [1, TYPICAL_PROMPTS, PROMPTS_PER_RUN],
+                                                    TOKEN_AXIS: [2, 2, 3]})
+        return prompt_decoder(sam, architecture), metadata
 
     def export_onnx(self, weights: Path, dst: Path, options: Mapping[str, Any], logger: Any) -> dict[str, str]:
-        """The encoder (a fixed padded square) or the decoder (any number of prompts) as ONNX."""
+        """The encoder (a fixed image size) or the decoder (any number of prompts) as ONNX."""
         import torch
 
         module, model_metadata = self.load_torch(weights, options)
+        architecture = ARCHITECTURES[model_metadata["model_type"]]
+        pixels = torch.zeros(1, 3, *architecture.processing.read(weights).input_hw)
         if options["network"] == ENCODER:
-            size = self.processing.read(weights).pad_hw
-            return self.export_torchscript(module, (torch.zeros(1, 3, *size),), dst, ENCODER_INPUTS, ENCODER_OUTPUTS,
+            return self.export_torchscript(module, (pixels,), dst, [PIXELS], list(architecture.features),
                                            model_metadata)
-        config = module.sam.config
-        embeddings = torch.zeros(1, config.vision_config.output_channels,
-                                 *(config.prompt_encoder_config.image_embedding_size,) * 2)
-        coords = torch.zeros(1, 2, 2, 2)
-        labels = torch.tensor([[[TOP_LEFT, BOTTOM_RIGHT], [FOREGROUND, NOT_A_POINT]]], dtype=torch.int64)
-        prompt_axis = {1: PROMPT_AXIS}
-        return self.export_torchscript(module, (embeddings, coords, labels), dst, DECODER_INPUTS, DECODER_OUTPUTS,
-                                       model_metadata, dynamic_axes={name: prompt_axis for name in
-                                                                     (*DECODER_INPUTS[1:], *DECODER_OUTPUTS)})
+        with torch.no_grad():
+            features = image_encoder(module.sam)(pixels)  # example inputs of the right shapes
+        coords, labels = architecture.box_tokens(np.zeros((2, 4), np.float32))
+        prompt_axes = {1: PROMPT_AXIS, 2: TOKEN_AXIS}
+        return self.export_torchscript(
+            module, (*features, torch.from_numpy(coords[None]), torch.from_numpy(labels[None])), dst,
+            [*architecture.features, *PROMPT_INPUTS], DECODER_OUTPUTS, model_metadata,
+            dynamic_axes={**{name: prompt_axes for name in PROMPT_INPUTS},
+                          **{name: {1: PROMPT_AXIS} for name in DECODER_OUTPUTS}})
 
     def build_model(self, sessions: Mapping[str, Session], metadata: Mapping[str, Mapping[str, str]],
                     options: Mapping[str, Any], logger: Any = logging.getLogger(__name__)) -> "SamSegmenter":
         return SamSegmenter(sessions[f"model.{ENCODER}"], sessions[f"model.{DECODER}"],
-                            metadata[f"model.{ENCODER}"], self)
+                            metadata[f"model.{ENCODER}"], metadata[f"model.{DECODER}"])
 
 
 @dataclass(frozen=True)
 class PromptBatch:
-    """A frame's prompts as the decoder takes them, in frame pixels, and how each is echoed."""
+    """A frame's prompts in frame pixels, boxes first, and how each is echoed."""
 
-    coords: np.ndarray  # (N, 2, 2): a box's corners, or a point and the padding point
-    labels: np.ndarray  # (N, 2) int64 point labels
-    boxes: np.ndarray  # (N, 4) the echoed box (a point's: filled in from its mask)
-    is_point: np.ndarray  # (N,) bool
-    names: tuple[str, ...]  # class of each prompt
+    boxes: np.ndarray  # (B, 4)
+    points: np.ndarray  # (P, 2)
+    names: tuple[str, ...]  # class of each prompt (B + P)
     ids: tuple[str, ...]  # id of each prompt
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.names)
 
 
 def prompt_batch(prompts: Detections | None, boxes: np.ndarray, points: np.ndarray) -> PromptBatch:
     """A topic's detections (their boxes, classes and ids), then the `boxes`, then the `points` parameter's
     prompts (classes "box" / "point", ids "box<i>" / "point<i>")."""
     topic = prompts if prompts is not None else Detections.empty(())
-    all_boxes = np.concatenate([topic.boxes_xyxy.reshape(-1, 4), boxes]).astype(np.float32)
-    box_corners = all_boxes.reshape(-1, 2, 2)
-    point_pairs = np.stack([points, np.zeros_like(points)], axis=1)
-    labels = [[TOP_LEFT, BOTTOM_RIGHT]] * len(all_boxes) + [[FOREGROUND, NOT_A_POINT]] * len(points)
     names = (tuple(topic.class_name(int(c)) for c in topic.class_ids) + (BOX_CLASS,) * len(boxes)
              + (POINT_CLASS,) * len(points))
     ids = (tuple(topic.track_ids or ("",) * len(topic)) + tuple(f"box{i}" for i in range(len(boxes)))
            + tuple(f"point{i}" for i in range(len(points))))
-    return PromptBatch(np.concatenate([box_corners, point_pairs]).astype(np.float32),
-                       np.array(labels, np.int64).reshape(-1, 2),
-                       np.concatenate([all_boxes, np.zeros((len(points), 4), np.float32)]),
-                       np.arange(len(labels)) >= len(all_boxes), names, ids)
+    return PromptBatch(np.concatenate([topic.boxes_xyxy.reshape(-1, 4), boxes]).astype(np.float32),
+                       points.astype(np.float32).reshape(-1, 2), names, ids)
+
+
+def chosen_tokens(logits: np.ndarray, iou: np.ndarray, multimask_output: bool,
+                  stability: tuple[float, float] | None) -> np.ndarray:
+    """Per prompt, the mask token the decoder would output, from every token's (N, 4, h, w) logits and (N, 4)
+    predicted IoU: multimask_output, the best-scored of tokens 1 to 3; else token 0, unless (SAM 2) its mask
+    is unstable (the share of pixels above +delta among those above -delta is under the threshold), then the
+    best of 1 to 3 (Sam2MaskDecoder._dynamic_multimask_via_stability)."""
+    best = 1 + iou[:, 1:].argmax(-1)
+    if multimask_output:
+        return best
+    if stability is None:
+        return np.zeros(len(iou), np.int64)
+    delta, threshold = stability
+    single = logits[:, 0].reshape(len(logits), -1)
+    inner, outer = (single > delta).sum(-1), (single > -delta).sum(-1)
+    stable = np.where(outer > 0, inner / np.maximum(outer, 1), 1.0) >= threshold
+    return np.where(stable, 0, best)
 
 
 class SamSegmenter:
@@ -259,37 +342,43 @@ class SamSegmenter:
 
     labels: tuple[str, ...] = ()  # masks carry their prompts' classes; the node publishes no class map
 
-    def __init__(self, encoder: Session, decoder: Session, metadata: Mapping[str, str], family: SamFamily):
+    def __init__(self, encoder: Session, decoder: Session, encoder_metadata: Mapping[str, str],
+                 decoder_metadata: Mapping[str, str]):
         self.encoder, self.decoder = encoder, decoder
-        self.processing = (SamProcessing.from_json(metadata["image_processing"]) if "image_processing" in metadata
-                           else family.processing)
-        self._encoded: tuple[np.ndarray, np.ndarray] | None = None  # (frame, its embeddings): one attribute
+        self.architecture = ARCHITECTURES[encoder_metadata.get("model_type", "sam")]
+        self.processing = (SamProcessing.from_json(encoder_metadata["image_processing"])
+                           if "image_processing" in encoder_metadata else self.architecture.processing)
+        self.stability = tuple(json.loads(decoder_metadata[STABILITY])) if STABILITY in decoder_metadata else None
+        self._encoded: tuple[np.ndarray, list[np.ndarray]] | None = None  # (frame, its features): one attribute
 
-    def embeddings(self, image_bgr: np.ndarray) -> np.ndarray:
-        """The image encoder's output for this frame (the last frame's is reused when it is the same)."""
+    def features(self, image_bgr: np.ndarray) -> list[np.ndarray]:
+        """The image encoder's outputs for this frame (the last frame's are reused when it is the same)."""
         encoded = self._encoded
         if encoded is not None and encoded[0].shape == image_bgr.shape and np.array_equal(encoded[0], image_bgr):
             return encoded[1]
-        embeddings = self.encoder.run({ENCODER_INPUTS[0]: self.processing.preprocess(image_bgr)})[0]
-        self._encoded = (image_bgr.copy(), embeddings)
-        return embeddings
+        features = self.encoder.run({PIXELS: self.processing.preprocess(image_bgr)})
+        self._encoded = (image_bgr.copy(), features)
+        return features
 
-    def decode(self, embeddings: np.ndarray, batch: PromptBatch, frame_hw: tuple[int, int],
+    def decode(self, features: list[np.ndarray], batch: PromptBatch, frame_hw: tuple[int, int],
                multimask_output: bool) -> tuple[np.ndarray, np.ndarray]:
-        """(N, H, W) bool masks and (N,) predicted IoU: per prompt the first mask token's (multimask_output
-        false) or the best-scored of the other three (true), as SamModel chooses."""
+        """(N, H, W) bool masks and (N,) predicted IoU of the batch's prompts (boxes, then points)."""
+        feeds = dict(zip(self.architecture.features, features))
         masks, scores = [], []
-        coords = self.processing.scale_coordinates(batch.coords, frame_hw)
-        for start in range(0, len(batch), PROMPTS_PER_RUN):
-            part = slice(start, start + PROMPTS_PER_RUN)
-            logits, iou = self.decoder.run({DECODER_INPUTS[0]: embeddings, DECODER_INPUTS[1]: coords[None, part],
-                                            DECODER_INPUTS[2]: batch.labels[None, part]})
-            if not (np.isfinite(logits).all() and np.isfinite(iou).all()):
-                raise ValueError("the model output contains NaN or Inf (a broken export or a numeric overflow)")
-            chosen = 1 + iou[0, :, 1:].argmax(-1) if multimask_output else np.zeros(iou.shape[1], np.int64)
-            rows = np.arange(len(chosen))
-            masks.append(self.processing.masks(logits[0, rows, chosen], frame_hw))
-            scores.append(iou[0, rows, chosen])
+        for coords, labels in (self.architecture.box_tokens(batch.boxes), self.architecture.point_tokens(batch.points)):
+            coords = self.processing.scale_coordinates(coords, frame_hw)
+            for start in range(0, len(labels), PROMPTS_PER_RUN):
+                part = slice(start, start + PROMPTS_PER_RUN)
+                logits, iou = self.decoder.run({**feeds, PROMPT_INPUTS[0]: coords[None, part],
+                                                PROMPT_INPUTS[1]: labels[None, part]})
+                if not (np.isfinite(logits).all() and np.isfinite(iou).all()):
+                    raise ValueError("the model output contains NaN or Inf (a broken export or a numeric overflow)")
+                chosen = chosen_tokens(logits[0], iou[0], multimask_output, self.stability)
+                rows = np.arange(len(chosen))
+                masks.append(self.processing.masks(logits[0, rows, chosen], frame_hw))
+                scores.append(iou[0, rows, chosen])
+        if not masks:
+            return np.zeros((0, *frame_hw), bool), np.zeros(0, np.float32)
         return np.concatenate(masks), np.concatenate(scores).astype(np.float32)
 
     def __call__(self, image_bgr: np.ndarray, boxes: str = "", points: str = "", multimask_output: bool = False,
@@ -300,8 +389,8 @@ class SamSegmenter:
         batch = prompt_batch(prompts, parse_boxes(boxes), parse_points(points))
         if not len(batch):
             return Segmentation(np.zeros(frame_hw, np.uint16), Detections.empty(()))
-        masks, scores = self.decode(self.embeddings(image_bgr), batch, frame_hw, multimask_output)
-        echoed = np.where(batch.is_point[:, None], mask_boxes(masks), batch.boxes)
+        masks, scores = self.decode(self.features(image_bgr), batch, frame_hw, multimask_output)
+        echoed = np.concatenate([batch.boxes, mask_boxes(masks[len(batch.boxes):])])
         labels = tuple(dict.fromkeys(batch.names))
         return Segmentation(label_image(masks, scores), Detections(
             echoed.astype(np.float32), scores, np.array([labels.index(n) for n in batch.names], np.int64), labels,

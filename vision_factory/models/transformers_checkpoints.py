@@ -60,11 +60,16 @@ class FrameSizing(Protocol):
 
 class TransformersCheckpoint:
     """The WeightsHandler (and SizedByFrame) methods every transformers family shares (vision_factory.models).
-    A subclass names its checkpoints' config.model_type, the requirements file that installs what exporting
-    needs and its image processor's settings (`processing`)."""
+    A subclass names its checkpoints' config.model_type (or several, in model_types), the requirements file
+    that installs what exporting needs and its image processor's settings (`processing`)."""
 
     CHECKPOINTS = "a transformers model folder (save_pretrained)"
     model_type: str
+
+    @property
+    def model_types(self) -> tuple[str, ...]:
+        """The config.model_type values of the checkpoints this family loads."""
+        return (self.model_type,)
     requirements: str
     processing: FrameSizing
 
@@ -110,14 +115,15 @@ class TransformersCheckpoint:
 
     def load_pretrained(self, weights: Path, options: Mapping[str, Any], auto_class: str) -> tuple[Any, Any]:
         """(config, network in eval mode) of the checkpoint folder, loaded with transformers' `auto_class`
-        (e.g. "AutoModelForDepthEstimation"). It must be of this family's model_type; code shipped with it
-        runs only when the trust_remote_code option allows it."""
+        (e.g. "AutoModelForDepthEstimation"). It must be of one of this family's model_types; code shipped
+        with it runs only when the trust_remote_code option allows it."""
         transformers = import_transformers(self.requirements)
         trust = bool(options.get("trust_remote_code", False))
         try:
             config = transformers.AutoConfig.from_pretrained(str(weights), trust_remote_code=trust)
-            if config.model_type != self.model_type:
-                raise ConfigError(f"'{weights}' is a {config.model_type} checkpoint, not {self.model_type}")
+            if config.model_type not in self.model_types:
+                raise ConfigError(f"'{weights}' is a {config.model_type} checkpoint, not "
+                                  f"{' or '.join(self.model_types)}")
             network = getattr(transformers, auto_class).from_pretrained(
                 str(weights), config=config, trust_remote_code=trust).eval()
         except ConfigError:

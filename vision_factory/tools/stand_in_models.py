@@ -208,25 +208,36 @@ def grounding_dino_checkpoint(folder: Path, size: str = "small", seed: int = 0) 
     return folder
 
 
-def sam_checkpoint(folder: Path, size: str = "small", seed: int = 0) -> Path:
-    """A Segment Anything (the real architecture: ViT image encoder, prompt encoder, two-way mask decoder)
-    saved with save_pretrained, with its processor. "full": SAM ViT-B's config (facebook/sam-vit-base);
-    "small": the same architecture shrunk to keep tests fast (the 1024 input and 64 x 64 embedding kept)."""
-    from transformers import (SamConfig, SamImageProcessor, SamMaskDecoderConfig, SamModel, SamProcessor,
-                              SamPromptEncoderConfig, SamVisionConfig)
-
-    if size == "full":
-        config = SamConfig()
-    else:
-        config = SamConfig(
-            vision_config=SamVisionConfig(hidden_size=48, output_channels=32, num_hidden_layers=2,
-                                          num_attention_heads=2, global_attn_indexes=[1], mlp_dim=96, num_pos_feats=16),
-            prompt_encoder_config=SamPromptEncoderConfig(hidden_size=32),
-            mask_decoder_config=SamMaskDecoderConfig(hidden_size=32, mlp_dim=64, num_attention_heads=2,
-                                                     iou_head_hidden_dim=32))
+def sam_checkpoint(folder: Path, size: str = "small", seed: int = 0, version: int = 1) -> Path:
+    """A Segment Anything (version 1: SamModel, ViT image encoder; 2: Sam2Model, Hiera image encoder; both with
+    the prompt encoder and two-way mask decoder) saved with save_pretrained, with its processor. "full": the
+    published config (facebook/sam-vit-base; facebook/sam2.1-hiera-tiny); "small": the same architecture
+    shrunk to keep tests fast (the 1024 input and the 64 x 64 embedding kept)."""
     import torch
+    import transformers as t
 
-    model = _randomised(SamModel(config), seed)
+    if version == 2:
+        config = t.Sam2Config() if size == "full" else t.Sam2Config(
+            vision_config=t.Sam2VisionConfig(
+                backbone_config=t.Sam2HieraDetConfig(hidden_size=16, blocks_per_stage=[1, 2, 2, 1],
+                                                    embed_dim_per_stage=[16, 32, 64, 128],
+                                                    num_attention_heads_per_stage=[1, 1, 2, 2],
+                                                    global_attention_blocks=[4]),
+                backbone_channel_list=[128, 64, 32, 16], fpn_hidden_size=32),
+            prompt_encoder_config=t.Sam2PromptEncoderConfig(hidden_size=32),
+            mask_decoder_config=t.Sam2MaskDecoderConfig(hidden_size=32, mlp_dim=64, num_attention_heads=2,
+                                                        iou_head_hidden_dim=32))
+        model, processor = t.Sam2Model(config), t.Sam2Processor(image_processor=t.Sam2ImageProcessor())
+    else:
+        config = t.SamConfig() if size == "full" else t.SamConfig(
+            vision_config=t.SamVisionConfig(hidden_size=48, output_channels=32, num_hidden_layers=2,
+                                            num_attention_heads=2, global_attn_indexes=[1], mlp_dim=96,
+                                            num_pos_feats=16),
+            prompt_encoder_config=t.SamPromptEncoderConfig(hidden_size=32),
+            mask_decoder_config=t.SamMaskDecoderConfig(hidden_size=32, mlp_dim=64, num_attention_heads=2,
+                                                       iou_head_hidden_dim=32))
+        model, processor = t.SamModel(config), t.SamProcessor(image_processor=t.SamImageProcessor())
+    _randomised(model, seed)
     # Layer norms as initialised (scale 1, shift 0) and the prompt encoder's random Fourier features N(0, 1), as
     # SAM initialises them: scaled down, every prompt gets nearly the same mask, and parity checks could not
     # tell prompts apart.
@@ -238,5 +249,5 @@ def sam_checkpoint(folder: Path, size: str = "small", seed: int = 0) -> Path:
         features = model.shared_image_embedding.positional_embedding
         features.copy_(torch.randn(features.shape, generator=generator))
     model.save_pretrained(folder)
-    SamProcessor(image_processor=SamImageProcessor()).save_pretrained(folder)
+    processor.save_pretrained(folder)
     return folder
