@@ -17,11 +17,11 @@ pytest.importorskip("matplotlib", reason="the benchmark writes plots")
 
 # The packages the test workspace builds, per model.
 BACKENDS = {"yolo": ["onnx", "openvino", "cuda"], "rtmpose": ["onnx", "openvino"], "depth_anything": ["onnx", "cuda"],
-            "grounding_dino": ["onnx"]}
+            "grounding_dino": ["onnx"], "sam": ["onnx"]}
 
 
-# Twelve processes, each started twice (warm and empty cache): ~4 min here, over 6 when the CPUs are shared.
-@pytest.mark.timeout(1200)
+# Fourteen processes, each started twice (warm and empty cache): ~5 min here, over 7 when the CPUs are shared.
+@pytest.mark.timeout(1500)
 def test_quick_benchmark_measures_every_node_and_every_baseline(workspace, tmp_path) -> None:
     from vision_factory.tools.bench.compare import QUICK, SUITES, bench_frames, run_suite, write_results
 
@@ -48,6 +48,8 @@ def test_quick_benchmark_measures_every_node_and_every_baseline(workspace, tmp_p
     assert "| yolo_onnx |" in markdown and "| depth_anything_cuda |" in markdown and "tensorrt: skipped" in markdown
     assert "the rtmlib Body node's throughput" in markdown and "the transformers pipeline node's" in markdown
     assert "| grounding_dino_onnx |" in markdown and "the transformers zero-shot pipeline node's" in markdown
+    assert "| sam_onnx |" in markdown and "the transformers SamModel node's" in markdown
+    assert "- sam_onnx: p50 of each network run of a frame: " in markdown  # the encoder, then the decoder
     assert json.loads((tmp_path / "bench.json").read_text())["rows"][0]["name"] == "yolo_onnx"
     for model in BACKENDS:
         for plot in ("latency", "throughput", "memory"):

@@ -9,6 +9,8 @@ pipeline on every frame inside its subscription callback. Kept deliberately plai
         transformers' depth-estimation pipeline                                      -> ~/inverse_depth_relative
     python -m vision_factory.tools.bench.baselines zero_shot --model FOLDER --prompt "person . bus"
         transformers' zero-shot-object-detection pipeline (Grounding DINO)           -> ~/detections
+    python -m vision_factory.tools.bench.baselines sam --model FOLDER --boxes "x1,y1,x2,y2; ..."
+        transformers' SamModel / Sam2Model with its processor, masks of fixed boxes  -> ~/masks
 
 Each subscribes to image_raw with the sensor-data QoS profile and publishes with the input header, in the
 message types our nodes publish (so message building costs the same).
@@ -24,7 +26,7 @@ import numpy as np
 # named as in vision_factory.output_kinds)
 NODES = {"yolo": ("ultralytics_predict", "detections"), "pose": ("rtmlib_body", "poses"),
          "depth": ("transformers_depth_pipeline", "inverse_depth_relative"),
-         "zero_shot": ("transformers_zero_shot_pipeline", "detections")}
+         "zero_shot": ("transformers_zero_shot_pipeline", "detections"), "sam": ("transformers_sam", "masks")}
 
 
 def ultralytics_predict(args: argparse.Namespace) -> tuple[type, Callable[[Any], Any]]:
@@ -120,8 +122,37 @@ def transformers_zero_shot(args: argparse.Namespace) -> tuple[type, Callable[[An
     return Detection2DArray, answer
 
 
+def transformers_sam(args: argparse.Namespace) -> tuple[type, Callable[[Any], Any]]:
+    """transformers has no SAM pipeline for prompts: its processor, the model and post_process_masks, as its
+    documentation runs them; the masks published as our nodes publish them (a mono16 label image)."""
+    import torch
+    from sensor_msgs.msg import Image
+    from transformers import AutoModel, AutoProcessor
+
+    from vision_factory.masks import label_image, parse_boxes
+    from vision_factory.ros.image_conversion import image_to_bgr
+    from vision_factory.ros.messages import mono16_image
+
+    processor = AutoProcessor.from_pretrained(args.model)
+    network = AutoModel.from_pretrained(args.model).to(args.device).eval()
+    boxes = parse_boxes(args.boxes).tolist()
+
+    def answer(msg: Any) -> Image:
+        rgb = np.ascontiguousarray(image_to_bgr(msg)[:, :, ::-1])
+        inputs = processor(images=rgb, input_boxes=[boxes], return_tensors="pt").to(args.device)
+        with torch.no_grad():
+            outputs = network(**inputs, multimask_output=False)
+        sizes = [inputs["original_sizes"]] + ([inputs["reshaped_input_sizes"]] if "reshaped_input_sizes" in inputs
+                                               else [])
+        post = getattr(processor, "post_process_masks", None) or processor.image_processor.post_process_masks
+        masks = post(outputs.pred_masks.cpu(), *[size.cpu() for size in sizes])[0][:, 0].numpy()
+        return mono16_image(label_image(masks, outputs.iou_scores[0, :, 0].cpu().numpy()), msg.header)
+
+    return Image, answer
+
+
 BASELINES = {"yolo": ultralytics_predict, "pose": rtmlib_body, "depth": transformers_pipeline,
-             "zero_shot": transformers_zero_shot}
+             "zero_shot": transformers_zero_shot, "sam": transformers_sam}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -131,8 +162,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--imgsz", type=int, default=640)
     parser.add_argument("--detector", help="pose: an end-to-end YOLOX .onnx")
     parser.add_argument("--pose", help="pose: an RTMPose .onnx")
-    parser.add_argument("--model", help="depth, zero_shot: a transformers model folder or id")
+    parser.add_argument("--model", help="depth, zero_shot, sam: a transformers model folder or id")
     parser.add_argument("--prompt", default="person", help="zero_shot: phrases separated by dots")
+    parser.add_argument("--boxes", default="", help="sam: prompt boxes, x1,y1,x2,y2 separated by ';'")
     parser.add_argument("--device", default="cpu")
     args, ros_args = parser.parse_known_args(argv)
 

@@ -1,7 +1,7 @@
 """`vision-factory bench`: how fast, how lean and how quick to start each node is, next to what users run
 today, measured in one run so the ratios are fair.
 
-    vision-factory bench [--quick] [--out out/bench] [--models yolo,rtmpose,depth_anything,grounding_dino]
+    vision-factory bench [--quick] [--out out/bench] [--models yolo,rtmpose,depth_anything,grounding_dino,sam]
                          [--backends onnx,openvino,cuda] [--server-url grpc://HOST:PORT]
 
 For each model x backend that can run on this machine, and for the model's baseline, with the same weights
@@ -17,8 +17,12 @@ and input size:
   grounding_dino  baseline: transformers' zero-shot-object-detection pipeline in an rclpy node; the real
                   grounding-dino-tiny architecture (Swin-T, BERT-base) built from its config, prompt
                   "person . bus . car" (--quick: a small config)
+  sam             baseline: transformers' SamModel with its processor in an rclpy node (it has no pipeline
+                  for prompts); the real SAM ViT-B architecture built from its config, 4 fixed boxes a frame
+                  (--quick: a small config); the raw figure's runs are the encoder, then the decoder
 Figures:
-  raw inference   the backend sessions alone on preprocessed tensors: p50/p90/p99, frames per second
+  raw inference   the backend sessions alone on preprocessed tensors: p50/p90/p99, frames per second, and
+                  the p50 of each network run of a frame (where a frame takes several)
   end to end      640x480 frames sent one at a time into the node process; frame stamp -> answer
                   received by another process: p50/p90/p99
   overhead        end-to-end p50 / raw p50 (1.0 is the physical limit)
@@ -109,14 +113,17 @@ SUITES = {s.model: s for s in (
     # Several seconds a frame at full size on a 2-core CPU (the pipeline: one network run per phrase).
     Suite("grounding_dino", "transformers zero-shot pipeline node", "zero_shot", "cuda",
           Plan(5, 6, (0.05, 0.2), 40.0, answer_timeout_s=90.0)),
+    # Seconds a frame's encoding at full size (ViT-B at 1024 x 1024).
+    Suite("sam", "transformers SamModel node", "sam", "cuda", Plan(5, 6, (0.05, 0.2), 40.0, answer_timeout_s=90.0)),
 )}
 GROUNDING_PROMPT = "person . bus . car"
+SAM_BOXES = "40,120,200,470; 230,100,330,420; 380,150,470,440; 0,250,640,480"  # on the 640x480 frames
 
 
 def suite_weights(model: str, quick: bool, folder: Path, yolo_weights: Path) -> tuple[dict[str, str], list[str]]:
     """The node parameters naming `model`'s benchmark weights, and the baseline's arguments for the same."""
     from vision_factory.tools.stand_in_models import (depth_anything_checkpoint, grounding_dino_checkpoint,
-                                                      known_answer_pose_model, peak_bins)
+                                                      known_answer_pose_model, peak_bins, sam_checkpoint)
 
     folder.mkdir(parents=True, exist_ok=True)
     if model == "yolo":
@@ -132,6 +139,11 @@ def suite_weights(model: str, quick: bool, folder: Path, yolo_weights: Path) -> 
             grounding_dino_checkpoint(checkpoint, size="small" if quick else "full")
         return ({"model": str(checkpoint), "prompt": GROUNDING_PROMPT},
                 ["zero_shot", "--model", str(checkpoint), "--prompt", GROUNDING_PROMPT])
+    if model == "sam":
+        checkpoint = folder / f"sam_{'small' if quick else 'full'}"
+        if not checkpoint.is_dir():
+            sam_checkpoint(checkpoint, size="small" if quick else "full")
+        return {"model": str(checkpoint), "boxes": SAM_BOXES}, ["sam", "--model", str(checkpoint), "--boxes", SAM_BOXES]
     checkpoint = folder / f"depth_anything_{'tiny' if quick else 'small'}"
     if not checkpoint.is_dir():
         depth_anything_checkpoint(checkpoint, size="tiny" if quick else "small")
@@ -306,7 +318,10 @@ def ratios(rows: list[dict[str, Any]]) -> str:
                            "e2e p50 not comparable (a node answered no frame within the answer timeout)")
                 lines.append(f"- {r['name']}: {throughput}, {r['peak_rss_mb'] / baseline['peak_rss_mb']:.0%} of "
                              f"its peak RSS, {latency}")
-    return "\n".join(lines + [network_hop(r, rows) for r in rows if r["backend"] == "remote"])
+    runs = [f"- {r['name']}: p50 of each network run of a frame: "
+            f"{', '.join(f'{ms} ms' for ms in r['raw']['runs_p50_ms'])}"
+            for r in rows if len(r["raw"].get("runs_p50_ms", [])) > 1]
+    return "\n".join(lines + [network_hop(r, rows) for r in rows if r["backend"] == "remote"] + runs)
 
 
 def network_hop(remote: dict[str, Any], rows: list[dict[str, Any]]) -> str:

@@ -4,11 +4,12 @@ image.
     python -m vision_factory.tools.bench.raw_session --model yolo --backend onnx --image I --iterations N
         --cache-dir D -p model=W [-p NAME=VALUE ...]
 
-Prints one JSON object (active provider/device, p50/p90/p99 ms, frames per second, MB of tensors a frame moves
-in and out of the sessions: what a remote backend sends over the network). One iteration runs
-every network a frame needs: YOLO, depth and Grounding DINO (with the prompt given) one; RTMPose the
-detector, then the pose network for each person found. The benchmark runs it in a fresh process per backend so no other runtime's threads or
-memory share the measurement.
+Prints one JSON object (active provider/device, p50/p90/p99 ms, frames per second, the p50 of each network
+run of a frame, MB of tensors a frame moves in and out of the sessions: what a remote backend sends over the
+network). One iteration runs every network a frame needs: YOLO, depth and Grounding DINO (with the prompt
+given) one; RTMPose the detector, then the pose network for each person found; SAM its image encoder, then
+its decoder on the boxes given. The benchmark runs it in a fresh process per backend so no other runtime's
+threads or memory share the measurement.
 """
 from __future__ import annotations
 
@@ -53,9 +54,21 @@ def _prompted(model: Any, image: np.ndarray, parameters: dict[str, Any]) -> Feed
     return [(model.session, model.network_inputs(image, **{k: v for k, v in parameters.items() if k == "prompt"}))]
 
 
+def _segmented(model: Any, image: np.ndarray, parameters: dict[str, Any]) -> Feed:
+    """A promptable segmenter: the image encoder, then the decoder on the boxes given (-p boxes=...)."""
+    from vision_factory.masks import parse_boxes
+
+    coords, labels = model.architecture.box_tokens(parse_boxes(str(parameters.get("boxes", ""))))
+    pixels = {"pixel_values": model.processing.preprocess(image)}
+    features = dict(zip(model.architecture.features, model.encoder.run(pixels)))
+    coords = model.processing.scale_coordinates(coords, image.shape[:2])
+    return [(model.encoder, pixels), (model.decoder, {**features, "point_coords": coords[None],
+                                                      "point_labels": labels[None]})]
+
+
 # Output kind -> the session runs one frame makes (a model whose network takes more than the frame: by name).
 FEEDS: dict[str, Callable[..., Feed]] = {"detections": _detections, "poses": _poses, "depth": _depth}
-MODEL_FEEDS: dict[str, Callable[..., Feed]] = {"grounding_dino": _prompted}
+MODEL_FEEDS: dict[str, Callable[..., Feed]] = {"grounding_dino": _prompted, "sam": _segmented}
 
 
 def measure(model: str, backend: str, image_path: Path, iterations: int, cache_dir: Path,
@@ -67,23 +80,29 @@ def measure(model: str, backend: str, image_path: Path, iterations: int, cache_d
     else:
         feeds = FEEDS[runner.manifest.output](runner.model, image)
 
+    runs: list[list[float]] = [[] for _ in feeds]  # each network run's durations
+
     def run_once() -> int:
         """One frame; the bytes of the tensors it moved in and out of the sessions."""
         moved = 0
-        for session, inputs in feeds:
+        for index, (session, inputs) in enumerate(feeds):
+            started = time.perf_counter()
             outputs = session.run(inputs)
+            runs[index].append(time.perf_counter() - started)
             moved += sum(tensor.nbytes for tensor in inputs.values()) + sum(output.nbytes for output in outputs)
         return moved
 
     for _ in range(max(3, iterations // 10)):
         run_once()
+    runs = [[] for _ in feeds]
     durations = []
     for _ in range(iterations):
         started = time.perf_counter()
         run_once()
         durations.append(time.perf_counter() - started)
     return {"active": runner.session.active, **percentiles_ms(durations),
-            "fps": round(len(durations) / sum(durations), 1), "tensor_mb": round(run_once() / 1e6, 2)}
+            "fps": round(len(durations) / sum(durations), 1),
+            "runs_p50_ms": [percentiles_ms(times)["p50_ms"] for times in runs], "tensor_mb": round(run_once() / 1e6, 2)}
 
 
 def main(argv: list[str] | None = None) -> int:
