@@ -366,3 +366,29 @@ def test_grounding_dino_answers_through_the_server_as_locally(tmp_path: Path) ->
                 np.testing.assert_array_equal(getattr(ours, field), getattr(theirs, field))
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("version", [1, 2], ids=["sam", "sam2"])
+def test_sam_answers_through_the_server_as_locally(tmp_path: Path, version: int) -> None:
+    """Segment Anything's two networks, served from the repository `export` writes for them (sam_encoder,
+    sam_decoder): the decoder takes the encoder's feature maps (SAM 2: three) and any number of prompts."""
+    from vision_factory.tools.stand_in_models import sam_checkpoint
+
+    image = cv2.resize(cv2.imread(str(asset(IMAGES / "bus.jpg"))), (640, 480))
+    weights = sam_checkpoint(tmp_path / "sam", version=version)
+    repository, cache = tmp_path / "repo", tmp_path / "export-cache"
+    cli(["export", "--model", "sam", "--weights", str(weights), "--repository", str(repository),
+         "--cache-dir", str(cache)])
+    server = Server(tmp_path / "server", {name: repository / name / "1" / "model.onnx"
+                                          for name in ("sam_encoder", "sam_decoder")})
+    server.start()
+    try:
+        remote = load_default_model("sam", "remote", weights, cache, LOG, server_url=server.grpc_url)
+        local = load_default_model("sam", "onnx", weights, cache, LOG)
+        for boxes, points in (("40,120,200,470", ""), ("40,120,200,470; 230,100,330,420; 0,250,640,480", "300,200")):
+            ours = remote.model(image, boxes=boxes, points=points)
+            theirs = local.model(image, boxes=boxes, points=points)
+            assert len(theirs) > 0 and np.array_equal(ours.label_image, theirs.label_image)
+            np.testing.assert_allclose(ours.prompts.scores, theirs.prompts.scores, atol=1e-6)
+    finally:
+        server.stop()

@@ -260,3 +260,17 @@ def test_the_decoder_export_gives_tensorrt_its_prompt_axis_range(checkpoint, tmp
         "point_coords": ((1, 1, 2, 2), (1, 8, 2, 2), (1, 64, 3, 2)),
         "point_labels": ((1, 1, 2), (1, 8, 2), (1, 64, 3))}
     assert profile_shapes(loaded.artifacts["model.encoder"].path) == {}
+
+
+def test_the_mask_token_chosen_is_the_decoders() -> None:
+    """multimask: the best-scored of tokens 1 to 3; single: token 0, unless (SAM 2's stability fallback) its
+    logits change area much between -delta and +delta, then the best of 1 to 3."""
+    from vision_factory.models.sam import chosen_tokens
+
+    iou = np.array([[0.9, 0.1, 0.5, 0.3], [0.2, 0.1, 0.3, 0.8]], np.float32)
+    logits = np.full((2, 4, 8, 8), -5.0, np.float32)
+    logits[0, 0, :4] = 5.0  # a crisp mask: stable
+    logits[1, 0, :4], logits[1, 0, 4:6] = 5.0, 0.01  # a quarter of it within delta of 0: unstable
+    assert chosen_tokens(logits, iou, True, None).tolist() == [2, 3]
+    assert chosen_tokens(logits, iou, False, None).tolist() == [0, 0]
+    assert chosen_tokens(logits, iou, False, (0.05, 0.98)).tolist() == [0, 3]
