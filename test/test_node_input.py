@@ -52,7 +52,7 @@ def node(tmp_path_factory):
 def feed(node, msg) -> tuple[int, int]:
     """Run one frame through the node's input path; (published, rejected) increments."""
     before = len(node.published), node._stats.rejected_total
-    node._process_frames([(0, msg, time.monotonic())])
+    node._process_frames([(0, msg, time.monotonic(), None)])
     return len(node.published) - before[0], node._stats.rejected_total - before[1]
 
 

@@ -28,9 +28,9 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray
@@ -305,25 +305,28 @@ class InferenceNode(LifecycleNodeMixin, Node):
         """One status for the node (all cameras together), and one per camera when there are several."""
         state, values = self.state(), self._values
         matched = [camera_input.matched_publishers() for camera_input in self._inputs]
-        prompts = [(m.matched, m.unmatched) for m in self._matchers]
-        stats = {**self._stats.snapshot(), "matched_publishers": sum(matched),
-                 **({"prompts_matched": sum(p[0] for p in prompts), "prompts_unmatched": sum(p[1] for p in prompts)}
-                    if prompts else {})}
+        stats = {**self._stats.snapshot(), "matched_publishers": sum(matched), **self._prompt_counts(self._matchers)}
         statuses = [diagnostics.inference_status(
             self.get_name(), self._backend.name, state, self._live, stats, self._worker.dropped,
             values["diagnostics_no_input_s"], values["diagnostics_latency_ms"])]
         if len(self._prefixes) > 1:
             for camera, prefix in enumerate(self._prefixes):
                 stats = {**self._camera_stats[camera].snapshot(), "matched_publishers": matched[camera],
-                         "topic": self._inputs[camera].topic,
-                         **({"prompts_matched": prompts[camera][0], "prompts_unmatched": prompts[camera][1]}
-                            if prompts else {})}
+                         "topic": self._inputs[camera].topic, **self._prompt_counts(self._matchers[camera:camera + 1])}
                 statuses.append(diagnostics.inference_status(
                     self.get_name(), self._backend.name, state, self._live, stats,
                     self._worker.dropped_by_slot.get(camera, 0), values["diagnostics_no_input_s"],
                     values["diagnostics_latency_ms"], part=prefix.rstrip("/")))
         header = Header(stamp=self.get_clock().now().to_msg())
         self._diagnostics.publish(diagnostics.diagnostic_array(statuses, header))
+
+    @staticmethod
+    def _prompt_counts(matchers: list[StampMatcher]) -> dict[str, int]:
+        """Prompt messages matched to a frame and not, over these cameras' matchers ({} when not prompted)."""
+        if not matchers:
+            return {}
+        return {"prompts_matched": sum(m.matched for m in matchers),
+                "prompts_unmatched": sum(m.unmatched for m in matchers)}
 
     # --- frames ------------------------------------------------------------------------------------
 
