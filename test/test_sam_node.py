@@ -29,7 +29,9 @@ def test_yolo_detections_prompt_the_sam_node_on_the_bag(workspace, frames, tmp_p
             launched(workspace, "onnx", tmp_path, family="sam", domain=domain, model=str(checkpoint),
                      prompts_topic="/yolo_onnx/detections", publish_debug_image=True) as (sam, probe, log):
         masks = replay_and_collect(probe, "onnx", frames, family="sam", settle_s=2.0)
-        probe.spin_until(lambda: len(probe.outputs["/sam_onnx/detections"]) >= len(frames), 10)
+        # The echo and the debug image follow each label image: wait for the last frame's too.
+        probe.spin_until(lambda: min(len(probe.outputs[f"/sam_onnx/{topic}"])
+                                     for topic in ("detections", "debug_image")) >= len(frames), 10)
         yolo_probe.spin_until(lambda: len(results_of(yolo_probe, "onnx")) >= len(frames), 20)
         probe.spin_until(lambda: any(s.get("prompts_matched") == str(len(frames))
                                      for s in diagnostics_of(probe, "sam_onnx")), 5)
