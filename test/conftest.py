@@ -24,6 +24,25 @@ os.environ.setdefault("HF_HOME", str(ROOT / ".cache" / "huggingface"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def cached_model_without_torch(model: str, weights: Path, cache: Path, call: str) -> str:
+    """The stdout of a fresh interpreter, in which torch and transformers cannot be imported, that loads the
+    default onnx `model` of `weights` from `cache` (exported there before) as `m` for 480x640 frames and runs
+    `call` (Python that prints what the test checks); fails the test if that interpreter fails."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, logging, numpy as np\n"
+        "sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
+        "from vision_factory.loaded_model import load_default_model\n"
+        f"m = load_default_model({model!r}, 'onnx', {str(weights)!r}, {str(cache)!r}, "
+        "logging.getLogger('t'), (480, 640)).model\n"
+        f"{call}\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
 @pytest.fixture(autouse=True)
 def _last_resort_timeout(request: pytest.FixtureRequest):
     """If a test outlives its pytest-timeout by a minute (its timer thread never got the GIL), the C-level

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import IMAGES, asset
+from conftest import IMAGES, asset, cached_model_without_torch
 
 pytest.importorskip("transformers", reason="Grounding DINO loads transformers checkpoints")
 pytest.importorskip("torch")
@@ -211,21 +211,11 @@ def test_unusable_prompts_are_refused_with_the_reason(checkpoint, tmp_path) -> N
 
 def test_a_cached_export_runs_without_torch_or_transformers(checkpoint, tmp_path) -> None:
     """Once exported, an onnx node tokenises, preprocesses and decodes with neither torch nor transformers."""
-    import subprocess
-    import sys
-
     runner("onnx", checkpoint, tmp_path, (480, 640))
-    script = (
-        "import sys, logging, numpy as np\n"
-        "sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
-        "from vision_factory.loaded_model import load_default_model\n"
-        f"m = load_default_model('grounding_dino', 'onnx', {str(checkpoint)!r}, {str(tmp_path)!r}, "
-        "logging.getLogger('t'), (480, 640)).model\n"
-        "d = m(np.full((480, 640, 3), 90, np.uint8), prompt='person . bus', box_threshold=0.0)\n"
-        "print(len(d), d.labels)\n")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "('person', 'bus')" in result.stdout
+    stdout = cached_model_without_torch("grounding_dino", checkpoint, tmp_path,
+                                        "d = m(np.full((480, 640, 3), 90, np.uint8), prompt='person . bus', "
+                                        "box_threshold=0.0)\nprint(len(d), d.labels)")
+    assert "('person', 'bus')" in stdout
 
 
 def test_the_export_gives_tensorrt_its_text_axis_range(checkpoint, tmp_path) -> None:

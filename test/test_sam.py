@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import IMAGES, asset
+from conftest import IMAGES, asset, cached_model_without_torch
 
 pytest.importorskip("transformers", reason="SAM loads transformers checkpoints")
 pytest.importorskip("torch")
@@ -233,21 +233,11 @@ def test_fixed_prompts_are_validated(checkpoint, tmp_path) -> None:
 
 def test_a_cached_export_runs_without_torch_or_transformers(checkpoint, tmp_path) -> None:
     """Once exported, an onnx node pre- and post-processes with neither torch nor transformers."""
-    import subprocess
-    import sys
-
     runner("onnx", checkpoint, tmp_path)
-    script = (
-        "import sys, logging, numpy as np\n"
-        "sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
-        "from vision_factory.loaded_model import load_default_model\n"
-        f"m = load_default_model('sam', 'onnx', {str(checkpoint)!r}, {str(tmp_path)!r}, "
-        "logging.getLogger('t'), (480, 640)).model\n"
-        "r = m(np.full((480, 640, 3), 90, np.uint8), boxes='10,10,200,200; 300,100,600,400')\n"
-        "print(len(r), r.label_image.shape)\n")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "2 (480, 640)" in result.stdout
+    stdout = cached_model_without_torch("sam", checkpoint, tmp_path,
+                                        "r = m(np.full((480, 640, 3), 90, np.uint8), boxes='10,10,200,200; "
+                                        "300,100,600,400')\nprint(len(r), r.label_image.shape)")
+    assert "2 (480, 640)" in stdout
 
 
 def test_the_decoder_export_gives_tensorrt_its_prompt_axis_range(checkpoint, tmp_path) -> None:

@@ -39,6 +39,18 @@ class ProcessorSettings:
             return None
         return path, json.loads(path.read_text())
 
+    def bilinear_config(self, weights: Path) -> tuple[Path, Mapping[str, Any]] | None:
+        """processor_config, refusing a checkpoint whose processor resamples other than bilinearly (the only
+        resampling the families that call this repeat)."""
+        found = self.processor_config(weights)
+        if found is not None and found[1].get("resample", Image.Resampling.BILINEAR) != Image.Resampling.BILINEAR:
+            raise ConfigError(f"{found[0]}: only bilinear resampling (resample 2) is supported for this model")
+        return found
+
+    def normalisation(self, config: Mapping[str, Any]) -> dict[str, tuple[float, ...]]:
+        """The `mean` and `std` fields as a processor config overrides them."""
+        return {"mean": tuple(config.get("image_mean", self.mean)), "std": tuple(config.get("image_std", self.std))}
+
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
@@ -77,8 +89,7 @@ class ImageProcessing(ProcessorSettings):
             size_hw=(int(size.get("height", self.size_hw[0])), int(size.get("width", self.size_hw[1]))),
             keep_aspect_ratio=bool(config.get("keep_aspect_ratio", self.keep_aspect_ratio)),
             multiple=float(config.get("ensure_multiple_of", self.multiple)),
-            mean=tuple(config.get("image_mean", self.mean)), std=tuple(config.get("image_std", self.std)),
-            resample=int(config.get("resample", self.resample)),
+            **self.normalisation(config), resample=int(config.get("resample", self.resample)),
             reflection_padding=bool(config.get("do_pad", self.reflection_padding)))
 
     def padding(self, frame_hw: tuple[int, int]) -> tuple[int, int]:

@@ -45,18 +45,15 @@ class GroundingDinoProcessing(ProcessorSettings):
 
     def read(self, weights: Path) -> "GroundingDinoProcessing":
         """These settings as the preprocessor_config.json beside `weights` overrides them (if there is one)."""
-        found = self.processor_config(weights)
+        found = self.bilinear_config(weights)
         if found is None:
             return self
         path, config = found
-        if config.get("resample", Image.Resampling.BILINEAR) != Image.Resampling.BILINEAR:
-            raise ConfigError(f"{path}: only bilinear resampling (resample 2) is supported for this model")
         size = config.get("size") or {}
         if set(size) - {"shortest_edge", "longest_edge"}:
             raise ConfigError(f"{path}: only a size of shortest_edge and longest_edge is supported, not {size}")
         return replace(self, shortest_edge=int(size.get("shortest_edge", self.shortest_edge)),
-                       longest_edge=int(size.get("longest_edge", self.longest_edge)),
-                       mean=tuple(config.get("image_mean", self.mean)), std=tuple(config.get("image_std", self.std)))
+                       longest_edge=int(size.get("longest_edge", self.longest_edge)), **self.normalisation(config))
 
     def network_size(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
         """(height, width) of the resized frame, as transformers' get_size_with_aspect_ratio gives it."""

@@ -66,15 +66,12 @@ class SamProcessing(ProcessorSettings):
 
     def read(self, weights: Path) -> "SamProcessing":
         """These settings as the preprocessor_config.json beside `weights` overrides them (if there is one)."""
-        found = self.processor_config(weights)
+        found = self.bilinear_config(weights)
         if found is None:
             return self
         path, config = found
-        if config.get("resample", Image.Resampling.BILINEAR) != Image.Resampling.BILINEAR:
-            raise ConfigError(f"{path}: only bilinear resampling (resample 2) is supported for this model")
         size, pad = config.get("size") or {}, config.get("pad_size") or {}
-        settings = replace(self, mean=tuple(config.get("image_mean", self.mean)),
-                           std=tuple(config.get("image_std", self.std)))
+        settings = replace(self, **self.normalisation(config))
         if self.fixed_hw is not None:
             return replace(settings, fixed_hw=(int(size.get("height", self.fixed_hw[0])),
                                                int(size.get("width", self.fixed_hw[1]))))
@@ -360,17 +357,22 @@ class SamSegmenter:
         self._encoded = (image_bgr.copy(), features)
         return features
 
+    def decoder_inputs(self, features: list[np.ndarray], coords: np.ndarray, labels: np.ndarray,
+                       frame_hw: tuple[int, int]) -> dict[str, np.ndarray]:
+        """The decoder's inputs for one run: the frame's features and prompt tokens (coordinates in frame
+        pixels, from box_tokens / point_tokens)."""
+        return {**dict(zip(self.architecture.features, features)),
+                PROMPT_INPUTS[0]: self.processing.scale_coordinates(coords, frame_hw)[None],
+                PROMPT_INPUTS[1]: labels[None]}
+
     def decode(self, features: list[np.ndarray], batch: PromptBatch, frame_hw: tuple[int, int],
                multimask_output: bool) -> tuple[np.ndarray, np.ndarray]:
         """(N, H, W) bool masks and (N,) predicted IoU of the batch's prompts (boxes, then points)."""
-        feeds = dict(zip(self.architecture.features, features))
         masks, scores = [], []
         for coords, labels in (self.architecture.box_tokens(batch.boxes), self.architecture.point_tokens(batch.points)):
-            coords = self.processing.scale_coordinates(coords, frame_hw)
             for start in range(0, len(labels), PROMPTS_PER_RUN):
                 part = slice(start, start + PROMPTS_PER_RUN)
-                logits, iou = self.decoder.run({**feeds, PROMPT_INPUTS[0]: coords[None, part],
-                                                PROMPT_INPUTS[1]: labels[None, part]})
+                logits, iou = self.decoder.run(self.decoder_inputs(features, coords[part], labels[part], frame_hw))
                 if not (np.isfinite(logits).all() and np.isfinite(iou).all()):
                     raise ValueError("the model output contains NaN or Inf (a broken export or a numeric overflow)")
                 chosen = chosen_tokens(logits[0], iou[0], multimask_output, self.stability)

@@ -71,18 +71,20 @@ def label_info(labels: Sequence[str], threshold: float, header: Header) -> Label
 
 def depth_image(values: np.ndarray, header: Header) -> Image:
     """sensor_msgs/Image 32FC1 (REP 118: one float32 per pixel, in the machine's byte order) from (H, W)."""
-    height, width = values.shape
-    return Image(header=header, height=height, width=width, encoding="32FC1",
-                 is_bigendian=int(sys.byteorder == "big"), step=width * 4,
-                 data=np.ascontiguousarray(values, dtype=np.float32).tobytes())
+    return _one_channel_image(values, header, "32FC1", np.float32)
 
 
 def mono16_image(values: np.ndarray, header: Header) -> Image:
     """sensor_msgs/Image mono16 (one uint16 per pixel, in the machine's byte order) from (H, W)."""
+    return _one_channel_image(values, header, "mono16", np.uint16)
+
+
+def _one_channel_image(values: np.ndarray, header: Header, encoding: str, dtype: type) -> Image:
+    """sensor_msgs/Image of (H, W) values as `dtype`, rows unpadded, in the machine's byte order."""
     height, width = values.shape
-    return Image(header=header, height=height, width=width, encoding="mono16",
-                 is_bigendian=int(sys.byteorder == "big"), step=width * 2,
-                 data=np.ascontiguousarray(values, dtype=np.uint16).tobytes())
+    data = np.ascontiguousarray(values, dtype=dtype)
+    return Image(header=header, height=height, width=width, encoding=encoding,
+                 is_bigendian=int(sys.byteorder == "big"), step=width * data.itemsize, data=data.tobytes())
 
 
 def bgr8_image(image: np.ndarray, header: Header) -> Image:

@@ -17,8 +17,8 @@ from std_msgs.msg import Header
 
 from vision_factory.depth import METRIC, RELATIVE, DepthMap
 from vision_factory.detections import Detections
-from vision_factory.masks import Segmentation
 from vision_factory.drawing import colour_depth, draw_detections, draw_masks, draw_poses
+from vision_factory.masks import Segmentation
 from vision_factory.output_kinds import OUTPUT_KINDS
 from vision_factory.poses import Poses, Skeleton
 from vision_factory.ros import messages

@@ -57,13 +57,11 @@ def _prompted(model: Any, image: np.ndarray, parameters: dict[str, Any]) -> Feed
 def _segmented(model: Any, image: np.ndarray, parameters: dict[str, Any]) -> Feed:
     """A promptable segmenter: the image encoder, then the decoder on the boxes given (-p boxes=...)."""
     from vision_factory.masks import parse_boxes
+    from vision_factory.models.sam import PIXELS
 
     coords, labels = model.architecture.box_tokens(parse_boxes(str(parameters.get("boxes", ""))))
-    pixels = {"pixel_values": model.processing.preprocess(image)}
-    features = dict(zip(model.architecture.features, model.encoder.run(pixels)))
-    coords = model.processing.scale_coordinates(coords, image.shape[:2])
-    return [(model.encoder, pixels), (model.decoder, {**features, "point_coords": coords[None],
-                                                      "point_labels": labels[None]})]
+    decoder_inputs = model.decoder_inputs(model.features(image), coords, labels, image.shape[:2])
+    return [(model.encoder, {PIXELS: model.processing.preprocess(image)}), (model.decoder, decoder_inputs)]
 
 
 # Output kind -> the session runs one frame makes (a model whose network takes more than the frame: by name).
