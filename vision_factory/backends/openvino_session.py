@@ -1,6 +1,7 @@
 """OpenVINO Runtime sessions compiling an OpenVINO IR for a device (CPU, GPU, NPU, AUTO, ...)."""
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -8,7 +9,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from vision_factory.backends.session import BackendError
+from vision_factory.backends.session import OPENVINO_PROPERTIES, BackendError
 
 # Device names that pick or combine devices themselves; the rest must be listed by the runtime.
 _VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
@@ -30,9 +31,11 @@ def option_problem(name: str, value: Any) -> str:
 
 
 class OpenVinoSession:
-    """An ov.CompiledModel on `device` at the requested inference precision."""
+    """An ov.CompiledModel on `device` at the requested inference precision, with the network's own
+    compile properties (`properties`, from its export's OPENVINO_PROPERTIES metadata)."""
 
-    def __init__(self, model_path: Path, options: Mapping[str, Any], logger: Any = logging.getLogger(__name__)):
+    def __init__(self, model_path: Path, options: Mapping[str, Any], logger: Any = logging.getLogger(__name__),
+                 properties: Mapping[str, str] | None = None):
         import openvino as ov
 
         core = ov.Core()
@@ -43,8 +46,8 @@ class OpenVinoSession:
                                f"{', '.join(available)}, or AUTO)")
         model = core.read_model(str(model_path))
         precision = str(options.get("precision", "fp32"))
-        self._compiled = core.compile_model(model, device,
-                                            {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision]})
+        self._compiled = core.compile_model(model, device, {**(properties or {}),
+                                                            "INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision]})
         self._request = self._compiled.create_infer_request()
         first = model.inputs[0]
         self.input_name = first.get_any_name()
@@ -78,4 +81,5 @@ def runtime_fields(options: Mapping[str, Any]) -> dict[str, str]:
 
 def open_session(artifact: Any, options: Mapping[str, Any], logger: Any) -> OpenVinoSession:
     """The backend row's opener: a session on the artifact's file (artifacts.Artifact)."""
-    return OpenVinoSession(artifact.path, options, logger)
+    properties = json.loads(artifact.metadata.get(OPENVINO_PROPERTIES, "{}"))
+    return OpenVinoSession(artifact.path, options, logger, properties)

@@ -34,6 +34,9 @@ class ReportingSession(Protocol):
 # inputs (e.g. a prompt's length), for runtimes that build for a range of shapes (TensorRT's optimization
 # profiles). Written by a model's export.
 DYNAMIC_AXIS_RANGES = "dynamic_axis_ranges"
+# ONNX metadata key: {property: value} an OpenVINO compile of the network needs besides the precision hint
+# (a workaround a model module has measured to be necessary). Written by a model's export.
+OPENVINO_PROPERTIES = "openvino_properties"
 
 
 class BackendError(RuntimeError):
