@@ -115,7 +115,7 @@ def test_shipped_manifests_load() -> None:
     assert load_manifest("yolo").weights[0].module == "vision_factory.models.yolo_weights"
     assert load_manifest("rtmpose").output == "poses"
     assert (load_manifest("bytetrack").node, load_manifest("bytetrack").backends) == ("tracker", ())
-    with pytest.raises(ConfigError, match="unknown model 'yolo9000' \\(known: bytetrack, depth_anything, "
+    with pytest.raises(ConfigError, match="unknown model 'yolo9000' \\(known: bytetrack, depth_anything, florence2, "
                                           "grounding_dino, rtmpose, sam, yolo, zoedepth"):
         load_manifest("yolo9000")
 
@@ -149,13 +149,13 @@ def test_every_supported_pair_renders_and_its_node_module_imports(tmp_path: Path
     assert f"`{runtime}`" in (root / "README.md").read_text()
     assert (Path(__file__).parents[1] / "requirements" / (plan.manifest.requirements or "core.txt")).is_file()
     assert (root / "resource" / plan.package).exists()
-    # A pose package needs the project's message package: it is written beside it.
+    # A pose or text package needs the project's message package: it is written beside it.
     needs_messages = "<exec_depend>vision_factory_msgs</exec_depend>" in package_xml
-    assert needs_messages == (plan.manifest.output == "poses")
+    assert needs_messages == (plan.manifest.output in ("poses", "text"))
     assert interfaces == ([tmp_path / "vision_factory_msgs"] if needs_messages else [])
     if needs_messages:
         assert {p.name for p in (interfaces[0] / "msg").iterdir()} == {
-            "Keypoint.msg", "KeypointPose.msg", "KeypointPoseArray.msg", "KeypointSkeleton.msg"}
+            "GeneratedText.msg", "Keypoint.msg", "KeypointPose.msg", "KeypointPoseArray.msg", "KeypointSkeleton.msg"}
 
 
 def test_output_is_deterministic() -> None:

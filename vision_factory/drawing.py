@@ -6,6 +6,7 @@ import numpy as np
 
 from vision_factory.depth import DepthMap
 from vision_factory.detections import Detections
+from vision_factory.generated_text import GeneratedText
 from vision_factory.masks import Segmentation
 from vision_factory.poses import Poses
 
@@ -52,6 +53,20 @@ def draw_masks(image_bgr: np.ndarray, segmentation: Segmentation) -> np.ndarray:
     labelled = labels > 0
     canvas[labelled] = (image_bgr[labelled] * 0.5 + palette[labels[labelled] - 1] * 0.5).astype(np.uint8)
     return draw_detections(canvas, segmentation.prompts)
+
+
+def draw_generated_text(image_bgr: np.ndarray, answer: GeneratedText) -> np.ndarray:
+    """`image_bgr` with the answer's regions (and polygons) and its text along the top, wrapped."""
+    canvas = draw_detections(image_bgr, answer.regions)
+    for polygon in answer.polygons:
+        cv2.polylines(canvas, [polygon.astype(np.int32).reshape(-1, 1, 2)], True, (0, 255, 255), 2)
+    width = max(1, canvas.shape[1] // 11)  # characters a line at this font size
+    lines = [answer.text[i:i + width] for i in range(0, min(len(answer.text), width * 6), width)]
+    for row, line in enumerate(lines):
+        origin = (4, 20 + 20 * row)
+        cv2.putText(canvas, line, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(canvas, line, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return canvas
 
 
 def colour_depth(depth: DepthMap, top: float) -> np.ndarray:

@@ -129,4 +129,12 @@ OUTPUT_KINDS: dict[str, OutputKind] = {kind.name: kind for kind in (
                       "prompts to find theirs (a prompt whose frame is gone is counted in diagnostics as unmatched).",
                       range=(1, 1000), applies="start"),
     ), prompted_by="prompts_topic"),
+    OutputKind("text", (
+        Topic("text", "vision_factory_msgs/msg/GeneratedText", "every processed frame: the task and its answer "
+              "(the generated text); input header", per_frame=True),
+        Topic("detections", "vision_msgs/msg/Detection2DArray", "every processed frame: the regions a locating "
+              "task found, class_id = their label (or text read), score 1 (the model gives none); empty for "
+              "text tasks; input header", per_frame=True),
+        _debug_image("the regions and the text over the input, bgr8"),
+    )),
 )}

@@ -17,7 +17,8 @@ from std_msgs.msg import Header
 
 from vision_factory.depth import METRIC, RELATIVE, DepthMap
 from vision_factory.detections import Detections
-from vision_factory.drawing import colour_depth, draw_detections, draw_masks, draw_poses
+from vision_factory.drawing import colour_depth, draw_detections, draw_generated_text, draw_masks, draw_poses
+from vision_factory.generated_text import GeneratedText
 from vision_factory.masks import Segmentation
 from vision_factory.output_kinds import OUTPUT_KINDS
 from vision_factory.poses import Poses, Skeleton
@@ -177,6 +178,28 @@ class MaskOutput(Output):
             self._publishers["debug_image"].publish(messages.bgr8_image(draw_masks(image_bgr, result), header))
 
 
+class TextOutput(Output):
+    """~/text (vision_factory_msgs/GeneratedText: the task and its answer), ~/detections (the regions a
+    locating task found), every processed frame with the input's header, and ~/debug_image on request."""
+
+    def __init__(self, node: Node, prefix: str = ""):
+        # Imported here: vision_factory_msgs exists only where its packages were generated and built.
+        from vision_factory_msgs.msg import GeneratedText as GeneratedTextMessage
+
+        self._message = GeneratedTextMessage
+        self._publishers = create_publishers(node, "text", prefix)
+
+    def configure(self, values: dict[str, Any], model: Any) -> None:
+        pass
+
+    def publish(self, result: GeneratedText, header: Header, image_bgr: np.ndarray, debug_image: bool) -> None:
+        self._publishers["text"].publish(self._message(header=header, task=result.task, text=result.text))
+        self._publishers["detections"].publish(messages.detection_array(result.regions, header))
+        if debug_image:
+            self._publishers["debug_image"].publish(messages.bgr8_image(draw_generated_text(image_bgr, result),
+                                                                        header))
+
+
 # The publisher class of each output kind (vision_factory.output_kinds.OUTPUT_KINDS has the same keys).
 OUTPUTS: dict[str, Any] = {"detections": DetectionOutput, "poses": PoseOutput, "depth": DepthOutput,
-                           "masks": MaskOutput}
+                           "masks": MaskOutput, "text": TextOutput}

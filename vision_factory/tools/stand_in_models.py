@@ -251,3 +251,84 @@ def sam_checkpoint(folder: Path, size: str = "small", seed: int = 0, version: in
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+# Florence-2's extra tokens: the location bins, and the markers its answers use.
+FLORENCE2_TOKENS = [f"<loc_{i}>" for i in range(1000)] + ["<od>", "</od>", "<ocr>", "</ocr>", "<poly>", "</poly>",
+                                                           "<sep>", "<ground>", "<obj>"]
+FLORENCE2_WORDS = ["What does the image describe?", "Describe in detail what is shown in the image.",
+                   "Describe with a paragraph what is shown in the image.", "What is the text in the image?",
+                   "What is the text in the image, with regions?",
+                   "Locate the objects with category name in the image.",
+                   "Locate the objects in the image, with their descriptions.",
+                   "Locate the region proposals in the image.", "Locate the phrases in the caption: a person next to a bus.",
+                   "A man in a suit and tie stands on the street; two people wait at the bus stop, a car passes."]
+
+
+def florence2_tokenizer(vocabulary: int = 400) -> Any:
+    """A byte-level BPE tokenizer shaped like Florence-2's (BART's special tokens and ids, the <loc_N> bins, the
+    task markers and the <image> token), trained on a few sentences (no download; deterministic)."""
+    import transformers as t
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.train_from_iterator(FLORENCE2_WORDS * 3, trainers.BpeTrainer(
+        vocab_size=vocabulary, special_tokens=["<s>", "<pad>", "</s>", "<unk>"], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer.add_special_tokens(["<mask>"])
+    tokenizer.add_tokens(FLORENCE2_TOKENS)
+    tokenizer.add_special_tokens(["<image>"])
+    return t.BartTokenizer(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                           unk_token="<unk>", mask_token="<mask>", extra_special_tokens={"image_token": "<image>"})
+
+
+def florence2_checkpoint(folder: Path, size: str = "small", seed: int = 0) -> Path:
+    """A Florence2ForConditionalGeneration (DaViT vision tower, BART encoder-decoder) with its processor, saved
+    with save_pretrained. "base": Florence-2-base's architecture (768 x 768 images, 577 image tokens, BART-base
+    text model) with the stand-in tokenizer's vocabulary; "small": the same shrunk (128 x 128 images) to keep
+    tests fast. Generation config as Florence-2's: no_repeat_ngram_size 3, the end token forced last."""
+    import torch
+    import transformers as t
+
+    tokenizer = florence2_tokenizer()
+    side = 768 if size == "base" else 128
+    images = t.CLIPImageProcessor(size={"height": side, "width": side}, crop_size={"height": side, "width": side},
+                                  do_center_crop=False, resample=3, image_mean=[0.485, 0.456, 0.406],
+                                  image_std=[0.229, 0.224, 0.225], image_seq_length=(side // 32) ** 2 + 1)
+    parsing = {name: {} for name in ("ocr", "pure_text", "description_with_bboxes", "description_with_polygons",
+                                     "polygons", "bboxes", "description_with_bboxes_or_polygons")}
+    parsing["phrase_grounding"] = {"banned_grounding_tokens": ["the image"]}
+    processor = t.Florence2Processor(image_processor=images, tokenizer=tokenizer, post_processor_config=parsing)
+    text = {"vocab_size": len(tokenizer), "max_position_embeddings": 1024, "forced_eos_token_id": 2}
+    if size == "base":
+        text_config = t.BartConfig(**text, d_model=768, encoder_layers=6, decoder_layers=6, encoder_attention_heads=12,
+                                   decoder_attention_heads=12, encoder_ffn_dim=3072, decoder_ffn_dim=3072)  # BART-base
+        vision_config = t.Florence2VisionConfig(projection_dim=768)
+    else:
+        text_config = t.BartConfig(**text, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+                                   decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64)
+        vision_config = t.Florence2VisionConfig(embed_dim=[16, 32, 64, 128], num_heads=[1, 2, 4, 8],
+                                                num_groups=[1, 2, 4, 8], depths=[1, 1, 1, 1], projection_dim=32,
+                                                window_size=2, max_position_embeddings=16)
+    config = t.Florence2Config(text_config=text_config, vision_config=vision_config,
+                               image_token_id=tokenizer.image_token_id)
+    torch.manual_seed(seed)
+    model = t.Florence2ForConditionalGeneration(config).eval()
+    if size == "base":
+        # The model's own initialisation (N(0, 0.02)): N(0, 0.1) makes the 768-wide config chaotic (PyTorch's
+        # float32 and float64 encoders differ by 0.4). So initialised, the decoder repeats its input token, and
+        # its first is the end token: a minimum length makes it say something.
+        model.generation_config.min_length = 12
+    else:
+        _randomised(model, seed)  # N(0, 0.1): answers with words and locations (the small config is stable)
+    with torch.no_grad():  # layer norms as initialised: scaled down, every token would score nearly the same
+        for name, parameter in model.named_parameters():
+            if "norm" in name:
+                parameter.fill_(1.0 if name.endswith("weight") else 0.0)
+    model.generation_config.no_repeat_ngram_size = 3
+    model.generation_config.num_beams = 3
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
