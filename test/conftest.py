@@ -67,15 +67,15 @@ def asset(path: Path) -> Path:
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """A colcon workspace with vision_factory, the yolo onnx, openvino, cuda and remote packages, the rtmpose onnx
     and openvino ones (with vision_factory_msgs, which the generator writes beside them), the
-    depth_anything onnx and cuda ones, the grounding_dino and sam onnx ones and the bytetrack tracker, built
-    once."""
+    depth_anything onnx and cuda ones, the grounding_dino, sam and florence2 onnx ones and the bytetrack
+    tracker, built once."""
     from vision_factory.tools.workspace import colcon_build, create_workspace, workspace_env
 
     ws = tmp_path_factory.mktemp("ws")
     create_workspace(ws, [("yolo", "onnx"), ("yolo", "openvino"), ("yolo", "cuda"), ("yolo", "remote"),
                           ("rtmpose", "onnx"), ("rtmpose", "openvino"), ("depth_anything", "onnx"),
                           ("depth_anything", "cuda"), ("grounding_dino", "onnx"), ("sam", "onnx"),
-                          ("bytetrack", None)],
+                          ("florence2", "onnx"), ("bytetrack", None)],
                      weights={"yolo": str(asset(INT8_ONNX))})
     colcon_build(ws)
     return ws, workspace_env(ws)

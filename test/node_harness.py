@@ -57,7 +57,8 @@ class Family:
 
 FAMILIES = {model: Family(load_manifest(model).output_kind, results) for model, results in (
     ("yolo", "detections"), ("rtmpose", "poses"), ("depth_anything", "inverse_depth_relative"),
-    ("grounding_dino", "detections"), ("bytetrack", "detections"), ("sam", "masks"))}
+    ("grounding_dino", "detections"), ("bytetrack", "detections"), ("sam", "masks"),
+    ("florence2", "text"))}
 assert all(family.kind.topic(family.results).per_frame for family in FAMILIES.values())
 
 
