@@ -208,6 +208,23 @@ def test_unsupported_generation_settings_are_refused():
                                                         bad_words_ids=[[5]]))
 
 
+def test_the_exports_give_tensorrt_their_axis_ranges(checkpoint, tmp_path) -> None:
+    """TensorRT's optimization profiles: prompts of 1 to what fits beside the image's tokens in the encoder's
+    positions, a cache of 0 to max positions - 1 tokens, the encoder's output as long as image + prompt."""
+    from vision_factory.backends.tensorrt_session import profile_shapes
+
+    loaded = load_default_model("florence2", "onnx", checkpoint, tmp_path, LOG, (480, 640))
+    image_tokens, positions = 17, 1024  # the small config: 4 x 4 + 1 image tokens
+    encoded = tuple((1, 2, image_tokens + length, 16) for length in (1, 16, positions - image_tokens))
+    assert profile_shapes(loaded.artifacts["model.encoder"].path) == {
+        "input_ids": ((1, 1), (1, 16), (1, positions - image_tokens))}
+    decoder = profile_shapes(loaded.artifacts["model.decoder"].path)
+    assert decoder["past_key_0"] == ((1, 2, 0, 16), (1, 2, 64, 16), (1, 2, positions - 1, 16))
+    assert decoder["cross_value_1"] == encoded
+    with pytest.raises(ConfigError, match="the model reads at most"):
+        loaded.model(image("bus.jpg"), "phrase_grounding", "a bus " * 1000, 5)
+
+
 def test_bad_task_and_options_are_explained(checkpoint, tmp_path):
     model = runner("onnx", checkpoint, tmp_path)
     assert "not a Florence-2 task" in model.option_problem("task", "detect")

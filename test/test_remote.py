@@ -392,3 +392,26 @@ def test_sam_answers_through_the_server_as_locally(tmp_path: Path, version: int)
             np.testing.assert_allclose(ours.prompts.scores, theirs.prompts.scores, atol=1e-6)
     finally:
         server.stop()
+
+
+def test_florence2_answers_through_the_server_as_locally(tmp_path: Path) -> None:
+    """Florence-2's two networks served (florence2_encoder, florence2_decoder): the decoder called once a
+    token with the growing key/value cache (empty at the first token) gives the same tokens as onnx."""
+    from vision_factory.tools.stand_in_models import florence2_checkpoint
+
+    image = cv2.resize(cv2.imread(str(asset(IMAGES / "bus.jpg"))), (640, 480))
+    weights = florence2_checkpoint(tmp_path / "florence2")
+    repository, cache = tmp_path / "repo", tmp_path / "export-cache"
+    cli(["export", "--model", "florence2", "--weights", str(weights), "--repository", str(repository),
+         "--cache-dir", str(cache)])
+    server = Server(tmp_path / "server", {name: repository / name / "1" / "model.onnx"
+                                          for name in ("florence2_encoder", "florence2_decoder")})
+    server.start()
+    try:
+        remote = load_default_model("florence2", "remote", weights, cache, LOG, server_url=server.grpc_url)
+        local = load_default_model("florence2", "onnx", weights, cache, LOG)
+        for task in ("caption", "od"):
+            ours, theirs = remote.model.generate(image, task, "", 24), local.model.generate(image, task, "", 24)
+            assert len(theirs) > 2 and ours == theirs, task
+    finally:
+        server.stop()

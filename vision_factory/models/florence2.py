@@ -172,6 +172,10 @@ class Florence2Family(TransformersCheckpoint):
                               f"Florence2ForConditionalGeneration (use a florence-community/Florence-2-* "
                               f"checkpoint, which needs no remote code)")
         language = florence.model.language_model
+        processor = self._processor(weights, options)
+        # The encoder embeds the image's tokens and then the prompt's, at most max_position_embeddings in all.
+        image_tokens = int(processor.num_image_tokens)
+        prompt_range = [1, TYPICAL_PROMPT, language.config.max_position_embeddings - image_tokens]
         shared = {OPENVINO_PROPERTIES: OPENVINO_WORKAROUND}
         if options["network"] == DECODER:
             attention = language.decoder.layers[0].self_attn
@@ -182,11 +186,10 @@ class Florence2Family(TransformersCheckpoint):
             shape = DecoderShape(len(language.decoder.layers), attention.num_heads, attention.head_dim,
                                  language.config.max_position_embeddings)
             ranges = {PAST_AXIS: [0, TYPICAL_ANSWER, shape.max_positions - 1],
-                      ENCODED_AXIS: [1, 600, 4096]}
+                      ENCODED_AXIS: [image_tokens + length for length in prompt_range]}
             return decoder_network(florence), {**shared, "generation": generation.to_json(),
                                                "decoder_shape": json.dumps(shape.__dict__),
                                                DYNAMIC_AXIS_RANGES: json.dumps(ranges)}
-        processor = self._processor(weights, options)
         tokenizer, images = processor.tokenizer, processor.image_processor
         if not getattr(tokenizer, "backend_tokenizer", None):
             raise ConfigError(f"'{weights}' has no fast tokenizer (tokenizer.json), which the nodes tokenise with")
@@ -205,7 +208,7 @@ class Florence2Family(TransformersCheckpoint):
             "clean_up_tokenization_spaces": json.dumps(bool(tokenizer.clean_up_tokenization_spaces)),
             "task_prompts": json.dumps(prompts),
             "post_processing": json.dumps(processor.post_processor_config or {}),
-            DYNAMIC_AXIS_RANGES: json.dumps({PROMPT_AXIS: [1, TYPICAL_PROMPT, 256]})}
+            DYNAMIC_AXIS_RANGES: json.dumps({PROMPT_AXIS: prompt_range})}
 
     def export_onnx(self, weights: Path, dst: Path, options: Mapping[str, Any], logger: Any) -> dict[str, str]:
         """The encoder (a fixed image size, any prompt length) or the decoder (any cache length) as ONNX."""
@@ -255,6 +258,7 @@ class Florence2Generator:
         self.clean_up_spaces = bool(json.loads(encoder_metadata["clean_up_tokenization_spaces"]))
         self.templates = json.loads(encoder_metadata["task_prompts"])
         self.post_processing = json.loads(encoder_metadata["post_processing"])
+        self.max_prompt_tokens = json.loads(encoder_metadata[DYNAMIC_AXIS_RANGES])[PROMPT_AXIS][-1]
         self.generation = GenerationSettings.from_json(decoder_metadata["generation"])
         self.shape = DecoderShape(**json.loads(decoder_metadata["decoder_shape"]))
         self._names = (cache_names("past", self.shape.layers), cache_names("cross", self.shape.layers))
@@ -263,7 +267,11 @@ class Florence2Generator:
         """(1, tokens) int64: the task's prompt as the processor tokenises it after the image tokens."""
         bos, eos = self.markers
         text = f"{bos}{prompt_text(task, text_input, self.templates)}{eos}"
-        return np.array([self.tokenizer.encode(text, add_special_tokens=False).ids], np.int64)
+        ids = self.tokenizer.encode(text, add_special_tokens=False).ids
+        if len(ids) > self.max_prompt_tokens:
+            raise ConfigError(f"the {task} prompt is {len(ids)} tokens; the model reads at most "
+                              f"{self.max_prompt_tokens} (a shorter text_input)")
+        return np.array([ids], np.int64)
 
     def generate(self, image_bgr: np.ndarray, task: str, text_input: str = "", max_new_tokens: int = 256) -> list[int]:
         """The token ids generate(num_beams=1) returns for this frame and task (the start token first)."""
