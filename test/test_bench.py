@@ -17,7 +17,7 @@ pytest.importorskip("matplotlib", reason="the benchmark writes plots")
 
 # The packages the test workspace builds, per model.
 BACKENDS = {"yolo": ["onnx", "openvino", "cuda"], "rtmpose": ["onnx", "openvino"], "depth_anything": ["onnx", "cuda"],
-            "grounding_dino": ["onnx"], "sam": ["onnx"]}
+            "grounding_dino": ["onnx"], "sam": ["onnx"], "florence2": ["onnx"]}
 
 
 # Fourteen processes, each started twice (warm and empty cache): ~5 min here, over 7 when the CPUs are shared.
@@ -50,6 +50,10 @@ def test_quick_benchmark_measures_every_node_and_every_baseline(workspace, tmp_p
     assert "| grounding_dino_onnx |" in markdown and "the transformers zero-shot pipeline node's" in markdown
     assert "| sam_onnx |" in markdown and "the transformers SamModel node's" in markdown
     assert "- sam_onnx: p50 of each network run of a frame: " in markdown  # the encoder, then the decoder
+    assert "| florence2_onnx |" in markdown and "the transformers generate node's" in markdown
+    generation = {r["name"]: r["raw"] for r in rows if r["model"] == "florence2"}
+    assert all(raw["first_token_ms"] > 0 and raw["tokens"] >= 1 for raw in generation.values()), generation
+    assert "- florence2_onnx: time to first token " in markdown
     assert json.loads((tmp_path / "bench.json").read_text())["rows"][0]["name"] == "yolo_onnx"
     for model in BACKENDS:
         for plot in ("latency", "throughput", "memory"):

@@ -11,6 +11,8 @@ pipeline on every frame inside its subscription callback. Kept deliberately plai
         transformers' zero-shot-object-detection pipeline (Grounding DINO)           -> ~/detections
     python -m vision_factory.tools.bench.baselines sam --model FOLDER --boxes "x1,y1,x2,y2; ..."
         transformers' SamModel / Sam2Model with its processor, masks of fixed boxes  -> ~/masks
+    python -m vision_factory.tools.bench.baselines florence2 --model FOLDER --task caption --max-new-tokens N
+        transformers' Florence-2 generate(num_beams=1), post_process_generation      -> ~/text
 
 Each subscribes to image_raw with the sensor-data QoS profile and publishes with the input header, in the
 message types our nodes publish (so message building costs the same).
@@ -26,7 +28,8 @@ import numpy as np
 # named as in vision_factory.output_kinds)
 NODES = {"yolo": ("ultralytics_predict", "detections"), "pose": ("rtmlib_body", "poses"),
          "depth": ("transformers_depth_pipeline", "inverse_depth_relative"),
-         "zero_shot": ("transformers_zero_shot_pipeline", "detections"), "sam": ("transformers_sam", "masks")}
+         "zero_shot": ("transformers_zero_shot_pipeline", "detections"), "sam": ("transformers_sam", "masks"),
+         "florence2": ("transformers_florence2", "text")}
 
 
 def ultralytics_predict(args: argparse.Namespace) -> tuple[type, Callable[[Any], Any]]:
@@ -151,8 +154,35 @@ def transformers_sam(args: argparse.Namespace) -> tuple[type, Callable[[Any], An
     return Image, answer
 
 
+def transformers_florence2(args: argparse.Namespace) -> tuple[type, Callable[[Any], Any]]:
+    """Florence-2 as its model card runs it: the processor, generate (greedy, as the node decodes),
+    batch_decode, post_process_generation; the answer's text published as our nodes publish it."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from vision_factory_msgs.msg import GeneratedText
+
+    from vision_factory.models.florence2_tasks import TASKS
+    from vision_factory.ros.image_conversion import image_to_bgr
+
+    processor = AutoProcessor.from_pretrained(args.model)
+    model = AutoModelForImageTextToText.from_pretrained(args.model).to(args.device).eval()
+    token = TASKS[args.task].token
+
+    def answer(msg: Any) -> GeneratedText:
+        image = image_to_bgr(msg)
+        inputs = processor(text=token, images=np.ascontiguousarray(image[:, :, ::-1]), return_tensors="pt")
+        with torch.no_grad():
+            ids = model.generate(**inputs.to(args.device), num_beams=1, do_sample=False,
+                                 max_new_tokens=args.max_new_tokens)
+        text = processor.batch_decode(ids, skip_special_tokens=False)[0]
+        parsed = processor.post_process_generation(text, task=token, image_size=(image.shape[1], image.shape[0]))
+        return GeneratedText(header=msg.header, task=args.task, text=str(parsed[token]))
+
+    return GeneratedText, answer
+
+
 BASELINES = {"yolo": ultralytics_predict, "pose": rtmlib_body, "depth": transformers_pipeline,
-             "zero_shot": transformers_zero_shot, "sam": transformers_sam}
+             "zero_shot": transformers_zero_shot, "sam": transformers_sam, "florence2": transformers_florence2}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -162,9 +192,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--imgsz", type=int, default=640)
     parser.add_argument("--detector", help="pose: an end-to-end YOLOX .onnx")
     parser.add_argument("--pose", help="pose: an RTMPose .onnx")
-    parser.add_argument("--model", help="depth, zero_shot, sam: a transformers model folder or id")
+    parser.add_argument("--model", help="depth, zero_shot, sam, florence2: a transformers model folder or id")
     parser.add_argument("--prompt", default="person", help="zero_shot: phrases separated by dots")
     parser.add_argument("--boxes", default="", help="sam: prompt boxes, x1,y1,x2,y2 separated by ';'")
+    parser.add_argument("--task", default="caption", help="florence2: the task")
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="florence2: the longest answer")
     parser.add_argument("--device", default="cpu")
     args, ros_args = parser.parse_known_args(argv)
 

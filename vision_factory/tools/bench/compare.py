@@ -1,7 +1,8 @@
 """`vision-factory bench`: how fast, how lean and how quick to start each node is, next to what users run
 today, measured in one run so the ratios are fair.
 
-    vision-factory bench [--quick] [--out out/bench] [--models yolo,rtmpose,depth_anything,grounding_dino,sam]
+    vision-factory bench [--quick] [--out out/bench]
+                         [--models yolo,rtmpose,depth_anything,grounding_dino,sam,florence2]
                          [--backends onnx,openvino,cuda] [--server-url grpc://HOST:PORT]
 
 For each model x backend that can run on this machine, and for the model's baseline, with the same weights
@@ -20,6 +21,10 @@ and input size:
   sam             baseline: transformers' SamModel with its processor in an rclpy node (it has no pipeline
                   for prompts); the real SAM ViT-B architecture built from its config, 4 fixed boxes a frame
                   (--quick: a small config); the raw figure's runs are the encoder, then the decoder
+  florence2       baseline: transformers' Florence2ForConditionalGeneration.generate(num_beams=1) with its
+                  processor in an rclpy node; the real Florence-2-base architecture built from its config,
+                  task caption, at most 48 new tokens (--quick: a small config); the raw figures add the time to
+                  the first token and tokens per second (the baseline's: transformers' generate timed alone)
 Figures:
   raw inference   the backend sessions alone on preprocessed tensors: p50/p90/p99, frames per second, and
                   the p50 of each network run of a frame (where a frame takes several)
@@ -88,6 +93,7 @@ class Suite:
     baseline_kind: str  # which node of vision_factory.tools.bench.baselines
     raw_backend: str  # the baseline runs this backend's network and runtime: the same raw figure
     full: Plan
+    reference_raw: bool = False  # the baseline's raw figure: the library's own call timed alone (raw_session)
 
     def plan(self, quick: bool) -> Plan:
         return QUICK if quick else self.full
@@ -115,15 +121,20 @@ SUITES = {s.model: s for s in (
           Plan(5, 6, (0.05, 0.2), 40.0, answer_timeout_s=90.0)),
     # Seconds a frame's encoding at full size (ViT-B at 1024 x 1024).
     Suite("sam", "transformers SamModel node", "sam", "cuda", Plan(5, 6, (0.05, 0.2), 40.0, answer_timeout_s=90.0)),
+    # A second or more a frame at full size: the vision tower at 768 x 768, then a token at a time.
+    Suite("florence2", "transformers generate node", "florence2", "cuda",
+          Plan(5, 6, (0.1, 0.5), 30.0, answer_timeout_s=120.0), reference_raw=True),
 )}
 GROUNDING_PROMPT = "person . bus . car"
 SAM_BOXES = "40,120,200,470; 230,100,330,420; 380,150,470,440; 0,250,640,480"  # on the 640x480 frames
+FLORENCE2_TASK, FLORENCE2_TOKENS = "caption", 48
 
 
 def suite_weights(model: str, quick: bool, folder: Path, yolo_weights: Path) -> tuple[dict[str, str], list[str]]:
     """The node parameters naming `model`'s benchmark weights, and the baseline's arguments for the same."""
-    from vision_factory.tools.stand_in_models import (depth_anything_checkpoint, grounding_dino_checkpoint,
-                                                      known_answer_pose_model, peak_bins, sam_checkpoint)
+    from vision_factory.tools.stand_in_models import (depth_anything_checkpoint, florence2_checkpoint,
+                                                      grounding_dino_checkpoint, known_answer_pose_model, peak_bins,
+                                                      sam_checkpoint)
 
     folder.mkdir(parents=True, exist_ok=True)
     if model == "yolo":
@@ -144,6 +155,13 @@ def suite_weights(model: str, quick: bool, folder: Path, yolo_weights: Path) -> 
         if not checkpoint.is_dir():
             sam_checkpoint(checkpoint, size="small" if quick else "full")
         return {"model": str(checkpoint), "boxes": SAM_BOXES}, ["sam", "--model", str(checkpoint), "--boxes", SAM_BOXES]
+    if model == "florence2":
+        checkpoint = folder / f"florence2_{'small' if quick else 'base'}"
+        if not checkpoint.is_dir():
+            florence2_checkpoint(checkpoint, size="small" if quick else "base")
+        return ({"model": str(checkpoint), "task": FLORENCE2_TASK, "max_new_tokens": FLORENCE2_TOKENS},
+                ["florence2", "--model", str(checkpoint), "--task", FLORENCE2_TASK, "--max-new-tokens",
+                 str(FLORENCE2_TOKENS)])
     checkpoint = folder / f"depth_anything_{'tiny' if quick else 'small'}"
     if not checkpoint.is_dir():
         depth_anything_checkpoint(checkpoint, size="tiny" if quick else "small")
@@ -185,11 +203,13 @@ def _torch_has(build: str) -> bool:
     return getattr(torch.version, build, None) is not None
 
 
-def raw_inference(model: str, backend: str, weights: dict[str, str], env: dict[str, str], image: Path,
-                  cache_dir: Path, plan: Plan) -> dict[str, Any]:
-    """The backend sessions alone on preprocessed tensors, measured in a process of their own."""
+def raw_inference(model: str, backend: str, weights: dict[str, Any], env: dict[str, str], image: Path,
+                  cache_dir: Path, plan: Plan, reference: bool = False) -> dict[str, Any]:
+    """The backend sessions alone on preprocessed tensors (reference: the library's own call), measured in a
+    process of their own."""
     command = [sys.executable, "-m", "vision_factory.tools.bench.raw_session", "--model", model, "--backend", backend,
-               "--image", str(image), "--iterations", str(plan.raw_iterations), "--cache-dir", str(cache_dir)]
+               "--image", str(image), "--iterations", str(plan.raw_iterations), "--cache-dir", str(cache_dir),
+               *(["--reference"] if reference else [])]
     for name, value in weights.items():
         command += ["-p", f"{name}={value}"]
     process = start_process(command, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -255,10 +275,12 @@ def run_suite(suite: Suite, ws: Path, env: dict[str, str], backends: list[str], 
             node = measure(package, command, f"/{package}/{suite.answers}", suite.answer_class(), env, frames,
                            domain, plan, out, True)
         rows.append({"name": package, "model": suite.model, "backend": backend, "raw": raw, **node})
-    baseline_raw = next((r["raw"] for r in rows if r["backend"] == suite.raw_backend), None)
+    baseline_raw = next((r["raw"] for r in rows if r["backend"] == suite.raw_backend and not suite.reference_raw),
+                        None)
     if baseline_raw is None and importlib.util.find_spec(RUNTIMES[suite.raw_backend]) is not None:
         with tempfile.TemporaryDirectory() as cache:
-            baseline_raw = raw_inference(suite.model, suite.raw_backend, weights, env, image, Path(cache), plan)
+            baseline_raw = raw_inference(suite.model, suite.raw_backend, weights, env, image, Path(cache), plan,
+                                         suite.reference_raw)
     if baseline_raw is not None:
         command = [sys.executable, "-m", "vision_factory.tools.bench.baselines", *baseline_args,
                    "--ros-args", "-r", "image_raw:=/camera/image_raw"]
@@ -320,8 +342,12 @@ def ratios(rows: list[dict[str, Any]]) -> str:
                              f"its peak RSS, {latency}")
     runs = [f"- {r['name']}: p50 of each network run of a frame: "
             f"{', '.join(f'{ms} ms' for ms in r['raw']['runs_p50_ms'])}"
-            for r in rows if len(r["raw"].get("runs_p50_ms", [])) > 1]
-    return "\n".join(lines + [network_hop(r, rows) for r in rows if r["backend"] == "remote"] + runs)
+            for r in rows if len(r["raw"].get("runs_p50_ms", [])) > 1 and "tokens" not in r["raw"]]
+    generation = [f"- {r['name']}: time to first token {r['raw']['first_token_ms']} ms, then "
+                  f"{r['raw']['tokens_per_s']} tokens/s ({r['raw']['tokens']} tokens; raw p50 of the encoder and "
+                  f"of a decoder step: {', '.join(f'{ms} ms' for ms in r['raw']['runs_p50_ms']) or 'not separable'})"
+                  for r in rows if "tokens" in r["raw"]]
+    return "\n".join(lines + [network_hop(r, rows) for r in rows if r["backend"] == "remote"] + runs + generation)
 
 
 def network_hop(remote: dict[str, Any], rows: list[dict[str, Any]]) -> str:

@@ -8,8 +8,9 @@ Prints one JSON object (active provider/device, p50/p90/p99 ms, frames per secon
 run of a frame, MB of tensors a frame moves in and out of the sessions: what a remote backend sends over the
 network). One iteration runs every network a frame needs: YOLO, depth and Grounding DINO (with the prompt
 given) one; RTMPose the detector, then the pose network for each person found; SAM its image encoder, then
-its decoder on the boxes given. The benchmark runs it in a fresh process per backend so no other runtime's
-threads or memory share the measurement.
+its decoder on the boxes given; Florence-2 its encoder, then its decoder once per token of the answer (with time
+to the first token and tokens per second; --reference: transformers' own generate timed the same way). The
+benchmark runs it in a fresh process per backend so no other runtime's threads or memory share the measurement.
 """
 from __future__ import annotations
 
@@ -64,9 +65,41 @@ def _segmented(model: Any, image: np.ndarray, parameters: dict[str, Any]) -> Fee
     return [(model.encoder, {PIXELS: model.processing.preprocess(image)}), (model.decoder, decoder_inputs)]
 
 
+def _generated(model: Any, image: np.ndarray, parameters: dict[str, Any]) -> Feed:
+    """A text generator: its encoder, then its decoder once per token of its answer to the task given (-p task=,
+    -p max_new_tokens=), each step with the cache that token had."""
+    from vision_factory.models.florence2 import PIXELS, TOKENS
+
+    task, max_new_tokens = str(parameters.get("task", "caption")), int(parameters.get("max_new_tokens", 256))
+    text_input = str(parameters.get("text_input", ""))
+    steps: list[dict[str, np.ndarray]] = []
+    decoder = model.decoder
+
+    class Recording:
+        def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+            steps.append(dict(inputs))
+            return decoder.run(inputs)
+
+    model.decoder = Recording()
+    try:
+        model.generate(image, task, text_input, max_new_tokens)
+    finally:
+        model.decoder = decoder
+    encoder_inputs = {PIXELS: model.processing.preprocess(image, model.processing.size_hw),
+                      TOKENS: model.prompt_ids(task, text_input)}
+    return [(model.encoder, encoder_inputs)] + [(decoder, inputs) for inputs in steps]
+
+
 # Output kind -> the session runs one frame makes (a model whose network takes more than the frame: by name).
 FEEDS: dict[str, Callable[..., Feed]] = {"detections": _detections, "poses": _poses, "depth": _depth}
-MODEL_FEEDS: dict[str, Callable[..., Feed]] = {"grounding_dino": _prompted, "sam": _segmented}
+MODEL_FEEDS: dict[str, Callable[..., Feed]] = {"grounding_dino": _prompted, "sam": _segmented,
+                                               "florence2": _generated}
+
+
+def generation_figures(encoder_ms: float, first_step_ms: float, later_steps_ms: list[float]) -> dict[str, Any]:
+    """Time to the first token (the encoder and the first decoder step), tokens per second after it, tokens."""
+    return {"tokens": 1 + len(later_steps_ms), "first_token_ms": round(encoder_ms + first_step_ms, 2),
+            "tokens_per_s": round(len(later_steps_ms) / (sum(later_steps_ms) / 1000), 1) if later_steps_ms else None}
 
 
 def measure(model: str, backend: str, image_path: Path, iterations: int, cache_dir: Path,
@@ -98,9 +131,48 @@ def measure(model: str, backend: str, image_path: Path, iterations: int, cache_d
         started = time.perf_counter()
         run_once()
         durations.append(time.perf_counter() - started)
-    return {"active": runner.session.active, **percentiles_ms(durations),
-            "fps": round(len(durations) / sum(durations), 1),
-            "runs_p50_ms": [percentiles_ms(times)["p50_ms"] for times in runs], "tensor_mb": round(run_once() / 1e6, 2)}
+    runs_p50_ms = [percentiles_ms(times)["p50_ms"] for times in runs]
+    figures = {"active": runner.session.active, **percentiles_ms(durations),
+               "fps": round(len(durations) / sum(durations), 1), "runs_p50_ms": runs_p50_ms,
+               "tensor_mb": round(run_once() / 1e6, 2)}
+    if runner.manifest.output == "text":  # the encoder, then one decoder run per token
+        figures.update(generation_figures(runs_p50_ms[0], runs_p50_ms[1], runs_p50_ms[2:]),
+                       runs_p50_ms=[runs_p50_ms[0], float(np.median(runs_p50_ms[1:]))])
+    return figures
+
+
+def reference_generation(weights: str, image_path: Path, iterations: int, task: str = "caption",
+                         max_new_tokens: int = 256) -> dict[str, Any]:
+    """transformers' own generate(num_beams=1) on the processor's tensors of the image, on the CPU: the
+    whole answer's time, the time to its first token (generate for one token) and tokens per second after it."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from vision_factory.models.florence2_tasks import TASKS
+
+    processor = AutoProcessor.from_pretrained(weights)
+    model = AutoModelForImageTextToText.from_pretrained(weights).eval()
+    inputs = processor(text=TASKS[task].token, images=cv2.imread(str(image_path))[:, :, ::-1].copy(),
+                       return_tensors="pt")
+
+    def generate(tokens: int) -> tuple[float, int]:
+        started = time.perf_counter()
+        with torch.no_grad():
+            ids = model.generate(**inputs, num_beams=1, do_sample=False, max_new_tokens=tokens)
+        return time.perf_counter() - started, ids.shape[1] - 1
+
+    for _ in range(max(2, iterations // 10)):
+        generate(max_new_tokens)
+    firsts, wholes, tokens = [], [], 0
+    for _ in range(iterations):
+        firsts.append(generate(1)[0])
+        seconds, tokens = generate(max_new_tokens)
+        wholes.append(seconds)
+    first, whole = percentiles_ms(firsts)["p50_ms"], percentiles_ms(wholes)
+    return {"active": f"transformers generate (PyTorch {torch.__version__}, cpu)", **whole,
+            "fps": round(len(wholes) / sum(wholes), 1), "runs_p50_ms": [], "tensor_mb": 0.0, "tokens": tokens,
+            "first_token_ms": first,
+            "tokens_per_s": round((tokens - 1) / ((whole["p50_ms"] - first) / 1000), 1) if tokens > 1 else None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,9 +184,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, required=True)
     parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                         help="a node parameter, e.g. -p model=W (values parsed as YAML)")
+    parser.add_argument("--reference", action="store_true",
+                        help="florence2: time transformers' own generate instead of the backend's sessions")
     args = parser.parse_args(argv)
     overrides = parse_assignments(args.param, plan_package(args.model, args.backend).defaults())
-    print(json.dumps(measure(args.model, args.backend, args.image, args.iterations, args.cache_dir, overrides)))
+    if args.reference:
+        figures = reference_generation(str(overrides["model"]), args.image, args.iterations, str(overrides["task"]),
+                                       int(overrides["max_new_tokens"]))
+    else:
+        figures = measure(args.model, args.backend, args.image, args.iterations, args.cache_dir, overrides)
+    print(json.dumps(figures))
     return 0
 
 
