@@ -225,7 +225,7 @@ class Florence2Family(TransformersCheckpoint):
                                            metadata, dynamic_axes={TOKENS: {1: PROMPT_AXIS}, **cross_axes})
         with torch.no_grad():
             cross = encoder_network(florence)(*example)
-        past = [torch.zeros(1, *tensor.shape[1:2], 1, tensor.shape[3]) for tensor in cross]  # a cache of one token
+        past = [torch.zeros(1, tensor.shape[1], 1, tensor.shape[3]) for tensor in cross]  # a cache of one token
         return self.export_torchscript(
             module, (torch.tensor([[0]]), *past, *cross), dst,
             [TOKENS, *cache_names("past", layers), *cache_names("cross", layers)],
