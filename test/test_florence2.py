@@ -1,7 +1,7 @@
 """Florence-2 as the runner builds it, without ROS: every backend against transformers' own pipeline (the
 processor, Florence2ForConditionalGeneration.generate(num_beams=1), batch_decode, post_process_generation)
 end to end on real images, token for token and parsed answer for parsed answer, for every task, on random
-weights of the real architecture (a small config on every backend; Florence-2-base's config on onnx); the
+weights of the real architecture (a small config and Florence-2-base's config, on every backend); the
 task parsing against the processor's on many generated texts; greedy decoding's logits processors; a cached
 export run without torch."""
 from __future__ import annotations
@@ -128,21 +128,30 @@ def test_generation_stops_at_max_new_tokens_and_the_end_token(checkpoint, refere
         assert len(ids) <= budget + 1 and ids[-1] == 2
 
 
-def test_base_config_matches_transformers(tmp_path):
-    """Florence-2-base's architecture (768 x 768 images, 577 image tokens, BART-base): onnx token for token
-    against generate on a real image, for every task."""
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """A Florence-2-base checkpoint and transformers' answers on bus.jpg for every task (24 tokens at most)."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    weights = florence2_checkpoint(tmp_path / "base", "base")
+    weights = florence2_checkpoint(tmp_path_factory.mktemp("florence2") / "base", "base")
     reference = (AutoProcessor.from_pretrained(str(weights)),
                  AutoModelForImageTextToText.from_pretrained(str(weights)).eval())
-    model = runner("onnx", weights, tmp_path / "cache")
+    return weights, {task: transformers_answer(reference, image("bus.jpg"), task, 24) for task in TASKS}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_base_config_matches_transformers(backend, base, tmp_path):
+    """Florence-2-base's architecture (768 x 768 images, 577 image tokens, BART-base): token for token against
+    generate on a real image, for every task, and the same parsed answers."""
+    weights, answers = base
+    model = runner(backend, weights, tmp_path)
     frame = image("bus.jpg")
     for task, spec in TASKS.items():
-        text_input = GROUNDING_TEXT if spec.takes_text else ""
-        ids, _, answer = transformers_answer(reference, frame, task, 24)
-        assert model.generate(frame, task, text_input, 24) == ids, task
-        assert_same_answer(model(frame, task, text_input, 24), answer, task)
+        ids, text, answer = answers[task]
+        ours = model.generate(frame, task, GROUNDING_TEXT if spec.takes_text else "", 24)
+        assert ours == ids, (backend, task)
+        assert model.decode(ours) == text
+        assert_same_answer(parse(task, text, (frame.shape[1], frame.shape[0]), model.post_processing), answer, task)
 
 
 def random_answer(rng: random.Random) -> str:
