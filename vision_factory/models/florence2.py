@@ -33,7 +33,7 @@ from vision_factory.generated_text import GeneratedText
 from vision_factory.generation import GenerationSettings
 from vision_factory.models.depth_processing import ImageProcessing
 from vision_factory.models.florence2_tasks import TASKS, parse, prompt_text, task_problem
-from vision_factory.models.transformers_checkpoints import HUB_ID, TransformersCheckpoint, import_transformers
+from vision_factory.models.transformers_checkpoints import MultiNetworkCheckpoint, import_transformers
 
 ENCODER, DECODER = "encoder", "decoder"
 PIXELS, TOKENS, LOGITS = "pixel_values", "input_ids", "logits"
@@ -133,25 +133,13 @@ class DecoderShape:
 
 
 @dataclass(frozen=True)
-class Florence2Family(TransformersCheckpoint):
+class Florence2Family(MultiNetworkCheckpoint):
     """The weights handler and model module of Florence2ForConditionalGeneration checkpoints."""
 
     model_type = "florence2"
+    family_name = "Florence-2"
     requirements = "florence2.txt"
     NETWORKS = (ENCODER, DECODER)
-
-    def weights_problem(self, model: str) -> str:
-        """'' if `model` is a transformers model folder or a Hugging Face model id (both networks are exported
-        from it: one .onnx file cannot be both)."""
-        path = Path(model).expanduser()
-        if path.is_dir() or (not path.exists() and HUB_ID.match(model)):
-            return ""
-        return f"model '{model}' is neither a transformers Florence-2 model folder nor a Hugging Face model id"
-
-    def options_for_frame(self, weights: Path, options: Mapping[str, Any],
-                          frame_hw: tuple[int, int]) -> dict[str, Any]:
-        """The same for every frame size: the processor brings every frame to one size."""
-        return dict(options)
 
     def _processor(self, weights: Path, options: Mapping[str, Any]) -> Any:
         """The checkpoint's Florence2Processor (tokenizer, image processor, task prompts, parsing rules)."""

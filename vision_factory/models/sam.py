@@ -36,7 +36,7 @@ from vision_factory.errors import ConfigError
 from vision_factory.masks import BOX_CLASS, POINT_CLASS, Segmentation, label_image, mask_boxes, parse_boxes, \
     parse_points
 from vision_factory.models.depth_processing import ProcessorSettings, normalised_blob, pil_resized_rgb
-from vision_factory.models.transformers_checkpoints import HUB_ID, TransformersCheckpoint
+from vision_factory.models.transformers_checkpoints import MultiNetworkCheckpoint
 
 ENCODER, DECODER = "encoder", "decoder"
 PIXELS = "pixel_values"
@@ -224,10 +224,11 @@ def prompt_decoder(sam: Any, architecture: SamArchitecture) -> Any:
 
 
 @dataclass(frozen=True)
-class SamFamily(TransformersCheckpoint):
+class SamFamily(MultiNetworkCheckpoint):
     """The weights handler and model module of SamModel and Sam2Model checkpoints (vision_factory.models)."""
 
     model_type = "sam"
+    family_name = "SAM"
     requirements = "sam.txt"
     NETWORKS = (ENCODER, DECODER)
     processing = ARCHITECTURES["sam"].processing
@@ -235,19 +236,6 @@ class SamFamily(TransformersCheckpoint):
     @property
     def model_types(self) -> tuple[str, ...]:
         return tuple(ARCHITECTURES)
-
-    def weights_problem(self, model: str) -> str:
-        """'' if `model` is a transformers model folder or a Hugging Face model id (its two networks are
-        exported from it: one .onnx file cannot be both)."""
-        path = Path(model).expanduser()
-        if path.is_dir() or (not path.exists() and HUB_ID.match(model)):
-            return ""
-        return f"model '{model}' is neither a transformers SAM model folder nor a Hugging Face model id"
-
-    def options_for_frame(self, weights: Path, options: Mapping[str, Any],
-                          frame_hw: tuple[int, int]) -> dict[str, Any]:
-        """The same for every frame size: every frame is brought to one square."""
-        return dict(options)
 
     def load_torch(self, weights: Path, options: Mapping[str, Any]) -> tuple[Any, dict[str, str]]:
         """options["network"]'s module, image_encoder or prompt_decoder, and its metadata."""

@@ -155,3 +155,23 @@ class TransformersCheckpoint:
             repair(exported)
         onnx.save(exported, str(dst))
         return {"exporter": "torch.onnx (TorchScript)", **self.exporter_fields()}
+
+
+class MultiNetworkCheckpoint(TransformersCheckpoint):
+    """A transformers family whose checkpoint is exported as several networks (NETWORKS) at one fixed image size:
+    its weights are the checkpoint itself (one .onnx file cannot be every network), whatever the frame size.
+    A subclass names itself in `family_name` for its messages."""
+
+    family_name: str
+
+    def weights_problem(self, model: str) -> str:
+        """'' if `model` is a transformers model folder or a Hugging Face model id."""
+        path = Path(model).expanduser()
+        if path.is_dir() or (not path.exists() and HUB_ID.match(model)):
+            return ""
+        return f"model '{model}' is neither a transformers {self.family_name} model folder nor a Hugging Face model id"
+
+    def options_for_frame(self, weights: Path, options: Mapping[str, Any],
+                          frame_hw: tuple[int, int]) -> dict[str, Any]:
+        """The same for every frame size: the processor brings every frame to one size."""
+        return dict(options)
