@@ -98,7 +98,8 @@ def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path, managed
     log = tmp_path / f"{package}-{domain}.log"
 
     def start() -> tuple[subprocess.Popen, ReplayProbe]:
-        with open(log, "w") as out:
+        # Appended: a node started again (below) keeps what its first start printed, e.g. that it exported.
+        with open(log, "a") as out:
             process = start_process(command, {**env, "ROS_DOMAIN_ID": str(domain)}, stdout=out,
                                     stderr=subprocess.STDOUT)
         every_latched = tuple(f"/{package}/{prefix}{FAMILIES[family].latched}" for prefix in prefixes) if latched \
