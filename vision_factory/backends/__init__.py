@@ -108,7 +108,8 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         parameters=(
             ParameterSpec("device", "string", "CPU", "OpenVINO device: CPU, GPU, NPU or AUTO.", applies="rebuild"),
             ParameterSpec("precision", "string", "fp32", "Inference precision hint; fp32 matches the reference, "
-                          "bf16 / fp16 are faster where the device has them.", choices=("fp32", "fp16", "bf16"),
+                          "bf16 / fp16 are faster where the device has them; auto: the device's own choice "
+                          "(bf16 on CPUs with bf16 units, fp16 on GPUs).", choices=("fp32", "fp16", "bf16", "auto"),
                           applies="rebuild"),
             _ACTIVE_DEVICE,
         )),
@@ -130,8 +131,8 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         pip_packages=("torch", "ultralytics"),
         parameters=(
             ParameterSpec("device", "string", "cuda:0", _TORCH_DEVICE, applies="rebuild"),
-            ParameterSpec("precision", "string", "fp32", "Inference precision (fp16 on GPU only).",
-                          choices=("fp32", "fp16"), applies="rebuild"),
+            ParameterSpec("precision", "string", "fp32", "Inference precision (fp16 on GPU only; auto: fp16 on "
+                          "a GPU, fp32 on the CPU fallback).", choices=("fp32", "fp16", "auto"), applies="rebuild"),
             _ACTIVE_DEVICE,
         )),
     Backend(
@@ -141,8 +142,8 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         pip_packages=("torch (ROCm build)", "ultralytics"),
         parameters=(
             ParameterSpec("device", "string", "cuda:0", _TORCH_DEVICE, applies="rebuild"),
-            ParameterSpec("precision", "string", "fp32", "Inference precision (fp16 on GPU only).",
-                          choices=("fp32", "fp16"), applies="rebuild"),
+            ParameterSpec("precision", "string", "fp32", "Inference precision (fp16 on GPU only; auto: fp16 on "
+                          "a GPU, fp32 on the CPU fallback).", choices=("fp32", "fp16", "auto"), applies="rebuild"),
             _ACTIVE_DEVICE,
         )),
     Backend(

@@ -13,9 +13,12 @@ from vision_factory.backends.session import OPENVINO_PROPERTIES, BackendError
 
 # Device names that pick or combine devices themselves; the rest must be listed by the runtime.
 _VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
-# precision parameter -> INFERENCE_PRECISION_HINT. Set explicitly: on CPUs with bf16 units OpenVINO
+# precision parameter -> INFERENCE_PRECISION_HINT. fp32 is set explicitly: on CPUs with bf16 units OpenVINO
 # otherwise runs bf16 and scores drift by up to 0.08 from the fp32 reference (measured on bus/bag frames).
+# auto sets none: the device's own choice (bf16 on CPUs with bf16 units, f16 on GPUs, else f32).
 PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
+# INFERENCE_PRECISION_HINT a compiled model reports (ov.Type names) -> the precision parameter's name for it.
+_PRECISION_NAMES = {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}
 # CPU, GPU.1, NPU, AUTO, AUTO:GPU,CPU, HETERO:GPU.0,CPU ...
 _DEVICE_NAME = re.compile(r"^[A-Z]+(\.\d+)?(:[A-Z]+(\.\d+)?(,[A-Z]+(\.\d+)?)*)?$")
 
@@ -46,8 +49,11 @@ class OpenVinoSession:
                                f"{', '.join(available)}, or AUTO)")
         model = core.read_model(str(model_path))
         precision = str(options.get("precision", "fp32"))
-        self._compiled = core.compile_model(model, device, {**(properties or {}),
-                                                            "INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision]})
+        hint = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision]} if precision in PRECISION_HINTS else {}
+        self._compiled = core.compile_model(model, device, {**(properties or {}), **hint})
+        chosen = _chosen_precision(self._compiled)
+        if chosen not in ("?", precision):  # auto, or a hint the device does not have (fp16 on most CPUs runs bf16)
+            precision = f"{precision}: {chosen}"
         self._request = self._compiled.create_infer_request()
         first = model.inputs[0]
         self.input_name = first.get_any_name()
@@ -61,6 +67,16 @@ class OpenVinoSession:
     def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         results = self._request.infer(dict(inputs))
         return [np.asarray(results[output]) for output in self._compiled.outputs]
+
+
+def _chosen_precision(compiled: Any) -> str:
+    """The inference precision a compiled model really runs ("?" when the device does not say, e.g. some
+    virtual devices)."""
+    try:
+        chosen = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+    except (RuntimeError, AttributeError):
+        return "?"
+    return _PRECISION_NAMES.get(chosen, chosen)
 
 
 def convert_onnx(onnx_path: Path, xml_path: Path, options: Mapping[str, Any], logger: Any) -> dict[str, str]:

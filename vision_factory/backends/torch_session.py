@@ -60,7 +60,9 @@ class TorchSession:
 
         self._torch = torch
         self._device = torch.device(resolve_device(str(options.get("device", "cuda:0")), expect_rocm, logger))
-        half = options.get("precision", "fp32") == "fp16"
+        precision = options.get("precision", "fp32")
+        # auto: fp16 where it is fast (a GPU), fp32 on the CPU fallback, without a warning.
+        half = precision == "fp16" or (precision == "auto" and self._device.type != "cpu")
         if half and self._device.type == "cpu":
             logger.warning("fp16 needs a GPU; running in fp32 on cpu")
             half = False
