@@ -1,5 +1,5 @@
 """The `vision-factory` command: list models and backends, generate node packages, manage the export cache,
-export networks for an inference server, benchmark the nodes.
+export networks for an inference server, report the accuracy of reduced precisions, benchmark the nodes.
 
 Errors a user can fix exit with code 2 and one line saying why.
 """
@@ -19,6 +19,7 @@ from vision_factory.generator import plan_package, supported_pairs, write_packag
 from vision_factory.loaded_model import DEFAULT_FRAME_HW, export_options, prepare_artifacts, resolve_weights
 from vision_factory.manifest import load_manifest
 from vision_factory.parameters import parse_assignments
+from vision_factory.tools.workspace import shared_assets
 
 EXIT_USAGE = 2
 
@@ -82,6 +83,17 @@ def _artifacts(args: argparse.Namespace, backend: str, cache: ExportCache) -> di
     """The artifacts a <model>_<backend> node with args' weights, parameters and frame size loads, exported
     into `cache` if need be."""
     plan = plan_package(args.model, backend, weights=args.weights)
+    values = _node_values(args, plan, cache)
+    width, height = args.frame_size
+    paths = resolve_weights(plan.manifest, values)
+    return prepare_artifacts(plan.manifest, plan.backend, values, paths,
+                             export_options(plan.manifest, values, paths, (height, width)),
+                             logging.getLogger("vision-factory"))
+
+
+def _node_values(args: argparse.Namespace, plan: Any, cache: ExportCache) -> dict[str, Any]:
+    """The parameter values of the node `plan` (generator.PackagePlan) describes, with args' -p assignments
+    (each validated: ConfigError naming the first bad one) and `cache` as its export cache."""
     values: dict[str, Any] = plan.defaults()
     values.update(parse_assignments(args.param, values))
     for spec in plan.parameters:
@@ -90,11 +102,20 @@ def _artifacts(args: argparse.Namespace, backend: str, cache: ExportCache) -> di
             raise ConfigError(f"parameter '{spec.name}': {problem}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     values["cache_dir"] = str(cache.root)
+    return values
+
+
+def _accuracy(args: argparse.Namespace) -> None:
+    """Print and write the accuracy report of one model x backend at each precision against fp32."""
+    from vision_factory.tools.accuracy_report import precision_choices, report, write
+
+    plan = plan_package(args.model, args.backend, weights=args.weights)
+    values = _node_values(args, plan, ExportCache(args.cache_dir))
+    precisions = args.precisions.split(",") if args.precisions else precision_choices(plan.backend)
     width, height = args.frame_size
-    paths = resolve_weights(plan.manifest, values)
-    return prepare_artifacts(plan.manifest, plan.backend, values, paths,
-                             export_options(plan.manifest, values, paths, (height, width)),
-                             logging.getLogger("vision-factory"))
+    lines = report(plan.manifest, plan.backend, values, precisions, Path(args.assets), (height, width),
+                   logging.getLogger("vision-factory"))
+    print(write(Path(args.out), f"{args.model} on {args.backend}, weights {values['model']}", lines))
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -156,7 +177,19 @@ def main(argv: list[str] | None = None) -> None:
                              "%(default)s; networks of a fixed batch get 0)")
     export.add_argument("--instances", type=int, default=1, help="copies of the model the server runs")
     export.add_argument("--instance-kind", choices=["auto", "cpu", "gpu"], default="auto")
-    for command in (cache, export):
+    accuracy = commands.add_parser("accuracy", help="how far each precision of a model x backend answers from "
+                                                    "its fp32 answers on the shipped images and video, and its "
+                                                    "person AP50 on the COCO images")
+    accuracy.add_argument("--model", required=True)
+    accuracy.add_argument("--backend", required=True)
+    accuracy.add_argument("--weights", help="weights path (default: the model's default weights name)")
+    accuracy.add_argument("--precisions", help="comma-separated (default: every precision the backend has)")
+    accuracy.add_argument("--assets", default=str(shared_assets()),
+                          help="the images, video and COCO annotations (default: %(default)s)")
+    accuracy.add_argument("--out", default="out/accuracy", help="where accuracy.json and accuracy.md go "
+                                                                 "(default: %(default)s)")
+    accuracy.add_argument("--cache-dir", help="where the exports are cached (default: as for the nodes)")
+    for command in (cache, export, accuracy):
         command.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                              help="a node parameter, as the node will have it (e.g. -p imgsz=320)")
         command.add_argument("--frame-size", type=frame_size, default="{}x{}".format(*DEFAULT_FRAME_HW[::-1]),
@@ -182,6 +215,8 @@ def main(argv: list[str] | None = None) -> None:
             _generate(args)
         elif args.command == "export":
             _export(args)
+        elif args.command == "accuracy":
+            _accuracy(args)
         else:
             _cache(args)
     except ConfigError as e:

@@ -1,0 +1,119 @@
+"""The accuracy report's metrics on results whose answers are known, and the report on the real sample."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ASSETS, FP32_ONNX, IMAGES, asset
+from vision_factory.accuracy import compare, depth_error, detection_agreement, keypoint_error, person_ap50
+from vision_factory.depth import DepthMap
+from vision_factory.detections import Detections
+from vision_factory.poses import Poses, Skeleton
+
+LABELS = ("person", "bicycle", "car", "motorcycle", "airplane", "bus")
+PERSON, CAR, BUS = 0, 2, 5
+
+
+def detections(*boxes: tuple[int, float, tuple[float, float, float, float]]) -> Detections:
+    """Detections of (class id, score, x1 y1 x2 y2) rows."""
+    return Detections(np.array([b[2] for b in boxes], np.float32).reshape(-1, 4),
+                      np.array([b[1] for b in boxes], np.float32), np.array([b[0] for b in boxes], np.int64), LABELS)
+
+
+def test_detections_recovered_lost_and_added() -> None:
+    reference = detections((PERSON, 0.9, (0, 0, 100, 200)), (PERSON, 0.8, (300, 0, 400, 200)),
+                           (BUS, 0.7, (500, 0, 900, 300)))
+    candidate = detections((PERSON, 0.85, (5, 5, 100, 200)),  # the first person, moved a little
+                           (CAR, 0.7, (500, 0, 900, 300)),  # the bus, called a car: lost and added
+                           (PERSON, 0.3, (0, 400, 50, 500)))  # nothing of the reference's: added
+    agreement = detection_agreement(reference, candidate)
+    assert (agreement.reference, agreement.recovered, agreement.lost, agreement.added) == (3, 1, 2, 2)
+    assert agreement.recovered_share == pytest.approx(1 / 3)
+    assert agreement.max_score_difference == pytest.approx(0.05, abs=1e-6)
+    total = agreement + detection_agreement(reference, reference)
+    assert (total.reference, total.recovered, total.added) == (6, 4, 2)
+    assert total.mean_score_difference == pytest.approx(0.05 / 4, abs=1e-6)
+
+
+def test_one_candidate_box_stands_for_one_reference_box() -> None:
+    reference = detections((PERSON, 0.9, (0, 0, 100, 200)), (PERSON, 0.8, (0, 0, 100, 190)))
+    candidate = detections((PERSON, 0.9, (0, 0, 100, 195)))
+    agreement = detection_agreement(reference, candidate)
+    assert (agreement.recovered, agreement.lost, agreement.added) == (1, 1, 0)
+    # Half overlapping is not enough: IoU 1/3.
+    assert detection_agreement(reference, detections((PERSON, 0.9, (50, 0, 150, 200)))).recovered == 0
+    assert detection_agreement(Detections.empty(LABELS), Detections.empty(LABELS)).recovered_share == 1.0
+
+
+def coco_truth(boxes: dict[int, list[tuple[float, float, float, float]]]) -> dict:
+    """A COCO annotation file's contents with person boxes (x, y, w, h) per image id."""
+    annotations = [{"id": i, "image_id": image, "category_id": 1, "bbox": list(box), "area": box[2] * box[3],
+                    "iscrowd": 0} for i, (image, box) in enumerate(((im, b) for im, bs in boxes.items() for b in bs), 1)]
+    return {"images": [{"id": image, "width": 640, "height": 480} for image in boxes],
+            "categories": [{"id": 1, "name": "person"}], "annotations": annotations}
+
+
+def test_person_ap50_as_coco_scores_it() -> None:
+    people = {1: [(10, 10, 100, 200), (200, 10, 100, 200)], 2: [(10, 10, 50, 100), (300, 50, 80, 160)]}
+    truth = coco_truth(people)
+
+    def found(image: int, extra: list = ()) -> Detections:
+        return detections(*[(PERSON, 0.9, (x, y, x + w, y + h)) for x, y, w, h in people[image]], *extra)
+
+    assert person_ap50({1: found(1), 2: found(2)}, truth) == pytest.approx(1.0)
+    # A false person scored above every true one: precision 1/2, 2/3, 3/4, 4/5 as the true ones come; COCO
+    # takes the best precision at or beyond each recall: 0.8 at every recall.
+    ghost = [(PERSON, 0.95, (400, 300, 500, 450))]
+    assert person_ap50({1: found(1, ghost), 2: found(2)}, truth) == pytest.approx(0.8)
+    # Other classes do not count; half the people found: recall 0.5 at most.
+    assert person_ap50({1: found(1, [(CAR, 0.99, (400, 300, 500, 450))]), 2: Detections.empty(LABELS)},
+                       truth) == pytest.approx(0.5, abs=0.01)
+    assert person_ap50({1: Detections.empty(LABELS), 2: Detections.empty(LABELS)}, truth) == 0.0
+
+
+def poses(boxes: np.ndarray, keypoints: np.ndarray) -> Poses:
+    return Poses(boxes.astype(np.float32), np.ones(len(boxes), np.float32), keypoints.astype(np.float32),
+                 np.ones(keypoints.shape[:2], np.float32), Skeleton("test", ("a", "b", "c"), ()))
+
+
+def test_keypoint_distances_of_the_people_both_found() -> None:
+    boxes = np.array([[0, 0, 100, 200], [300, 0, 400, 200]])
+    keypoints = np.array([[[10, 10], [20, 20], [30, 30]], [[310, 10], [320, 20], [330, 30]]])
+    moved = keypoints + np.array([3.0, 4.0])
+    moved[0, 2] = np.nan  # left out by the candidate: not a distance
+    error = keypoint_error(poses(boxes, keypoints), poses(boxes[:1], moved[:1]))
+    assert (error.people, error.found) == (2, 1)
+    assert error.distances == (5.0, 5.0) and error.mean_px == 5.0 and error.max_px == 5.0
+
+
+def test_depth_error_relative_to_the_maps_scale() -> None:
+    reference = DepthMap(np.linspace(1.0, 3.0, 100, dtype=np.float32).reshape(10, 10), "metric")
+    shifted = DepthMap(reference.values + 0.02, "metric")
+    error = depth_error(reference, shifted) + depth_error(reference, reference)
+    assert error.relative == pytest.approx((0.01, 0.0), abs=1e-6)
+    assert error.max_of_range == pytest.approx(0.01, abs=1e-6)
+    with pytest.raises(TypeError, match="no accuracy comparison for str"):
+        compare("a", "b")
+
+
+def test_the_report_of_yolo_on_openvino_at_each_precision(tmp_path) -> None:
+    """The command end to end on the real sample: fp32 is the reference, auto runs what the CPU chose."""
+    out, weights = tmp_path / "report", asset(FP32_ONNX)
+    asset(IMAGES / "coco_mmpose" / "test_coco.json")
+    run = subprocess.run([sys.executable, "-m", "vision_factory.cli", "accuracy", "--model", "yolo", "--backend",
+                          "openvino", "--weights", str(weights), "--precisions", "fp32,auto", "--assets", str(ASSETS),
+                          "--out", str(out), "--cache-dir", str(tmp_path / "cache")],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    rows = json.loads((out / "accuracy.json").read_text())["rows"]
+    assert "| precision | running | frames |" in run.stdout and (out / "accuracy.md").read_text() in run.stdout
+    fp32, auto = rows
+    assert fp32["running"] == "CPU (fp32)" and auto["running"].startswith("CPU (auto: ")
+    assert fp32["frames"] == 11 and (fp32["ap50_images"], fp32["ap50_people"]) == (4, 14)
+    assert (fp32["recovered"], fp32["lost"], fp32["added"], fp32["max_score_diff"]) == (1.0, 0, 0, 0.0)
+    assert fp32["fp32_detections"] >= 50 and 0.5 < fp32["person_ap50"] <= 1.0
+    assert auto["recovered"] >= 0.9 and abs(auto["person_ap50"] - fp32["person_ap50"]) <= 0.05
