@@ -82,6 +82,10 @@ def test_the_valid_fixture_parses() -> None:
     (dict(output="tracks"), "field 'output': 'tracks' is not one of: detections, poses, depth"),
     (dict(parameters={"tracker": {"type": "string", "default": "", "description": "x"}}),
      "field 'parameters.tracker': already declared"),
+    (dict(precision={"onnx": "fp16"}), "field 'precision.onnx': not a backend with a precision parameter"),
+    (dict(precision={"directml": "fp16"}), "field 'precision.directml': not a backend with a precision parameter"),
+    (dict(precision={"openvino": "int4"}), "field 'precision.openvino': 'int4' is not one of: fp32, fp16, bf16, auto"),
+    (dict(precision=["auto"]), "field 'precision': expected a dict"),
 ])
 def test_bad_manifests_are_refused_naming_the_field(changes: dict, message: str) -> None:
     with pytest.raises(ConfigError) as error:
@@ -108,6 +112,18 @@ def test_extra_weights_become_live_parameters_and_gpu_runtime_picks_cuda() -> No
                                                                                   "rebuild")
     assert manifest.backend("cuda").runtime is onnxruntime_session
     assert parse_manifest(manifest_text(), "toy.yaml").backend("cuda").runtime is torch_session
+
+
+def test_a_manifest_sets_the_default_precision_of_a_backend() -> None:
+    from vision_factory.parameters import node_parameters
+
+    manifest = parse_manifest(manifest_text(unsupported_backends=[], precision={"openvino": "auto"}), "toy.yaml")
+
+    def precision(backend: str) -> str:
+        return next(p.default for p in node_parameters(manifest, manifest.backend(backend)) if p.name == "precision")
+
+    assert (precision("openvino"), precision("cuda"), precision("tensorrt")) == ("auto", "fp32", "fp16")
+    assert load_manifest("yolo").precision_default("openvino") == "auto"
 
 
 def test_shipped_manifests_load() -> None:

@@ -49,14 +49,21 @@ def test_onnx_provider_switch_falls_back_and_says_so(workspace, frames, tmp_path
     assert statuses[-1]["level"] == 0
 
 
-def test_openvino_device_switch_to_auto(workspace, frames, tmp_path) -> None:
+def test_openvino_precision_and_device_switch(workspace, frames, tmp_path) -> None:
+    import openvino as ov
+
     with launched(workspace, "openvino", tmp_path, device="CPU") as (process, probe, log):
-        assert get_parameter(probe, "/yolo_openvino", "active_device") == "CPU (fp32)"
+        default = get_parameter(probe, "/yolo_openvino", "active_device")
+        assert set_parameter(probe, "/yolo_openvino", "precision", "fp32") == (True, "")
+        forced = wait_for_report(probe, "/yolo_openvino", "active_device", "CPU (fp32)")
         assert set_parameter(probe, "/yolo_openvino", "device", "AUTO") == (True, "")
         active = wait_for_report(probe, "/yolo_openvino", "active_device", "AUTO (CPU, fp32)")
         answers = replay_and_collect(probe, "openvino", frames[:2])
         ok, reason = set_parameter(probe, "/yolo_openvino", "device", "gpu 0")
-    assert active == "AUTO (CPU, fp32)" and len(answers) == 2
+    # YOLO's default on openvino is the device's own precision: bf16 on CPUs with bf16 units.
+    bf16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    assert default == f"CPU (auto: {'bf16' if bf16 else 'fp32'})"
+    assert forced == "CPU (fp32)" and active == "AUTO (CPU, fp32)" and len(answers) == 2
     assert not ok and "is not an OpenVINO device name (available here: CPU" in reason
 
 

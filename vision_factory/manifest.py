@@ -5,7 +5,9 @@ network and so has no module, weights or backends), which Python module implemen
 nodes need from pip besides the backend's runtime (`requirements`, a file of requirements/), what it
 publishes (an output kind of vision_factory.output_kinds), which backends it lacks (it runs on all of them
 by default), which runtime its cuda / rocm backends use, which weights it loads besides `model` (each one
-a parameter, e.g. a pose model's person detector) and which parameters it adds. Unknown keys, wrong types
+a parameter, e.g. a pose model's person detector), which parameters it adds, and per backend the default of
+its `precision` parameter where the model was measured accurate at another (`precision`, e.g. {openvino: auto};
+the accuracy report, `vision-factory accuracy`, measures it). Unknown keys, wrong types
 and unknown backends or outputs are rejected with an error naming the manifest and the field. Manifests
 ship in vision_factory/manifests/; more can live outside the package ($VISION_FACTORY_MANIFESTS).
 """
@@ -30,12 +32,12 @@ IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 _KEYS = {"name": str, "summary": str, "output": str, "parameters": dict}
 _OPTIONAL_KEYS = {"node": (str, "inference"), "module": (str, ""), "default_weights": (str, ""),
                   "gpu_runtime": (str, "pytorch"), "weights": (dict, {}), "unsupported_backends": (list, []),
-                  "weights_module": (str, ""), "requirements": (str, "")}
+                  "weights_module": (str, ""), "requirements": (str, ""), "precision": (dict, {})}
 NODES = ("inference", "tracker")  # what a manifest's `node` may be
 # What an inference manifest must have, and what a tracker's (no network) must not.
 _NETWORK_KEYS = ("module", "default_weights")
 _NETWORK_ONLY_KEYS = ("module", "default_weights", "gpu_runtime", "weights", "unsupported_backends", "weights_module",
-                      "requirements")
+                      "requirements", "precision")
 # Text rendered into comments, docstrings and XML: one line, no markup or quote runs.
 _UNSAFE_TEXT = re.compile(r'[\n\r\0<>&]|"""|\'\'\'')
 _PARAMETER_KEYS = {"type", "default", "description", "range", "step", "choices", "applies"}
@@ -81,6 +83,11 @@ class Manifest:
     weights_module: str = ""  # the `model` weights' handling, when not in the model module itself
     node: str = "inference"  # or "tracker" (NODES)
     requirements: str = ""  # what its nodes need from pip besides the backend's runtime (a requirements/ file)
+    precision: tuple[tuple[str, str], ...] = ()  # (backend, default of its precision parameter) where not its own
+
+    def precision_default(self, backend: str) -> str | None:
+        """The default of backend `backend`'s precision parameter for this model, where the manifest sets one."""
+        return dict(self.precision).get(backend)
 
     def load_module(self) -> Any:
         """The model module (a vision_factory.models.ModelFamily)."""
@@ -153,6 +160,13 @@ def parse_manifest(text: str, source: str) -> Manifest:
         raise fail("requirements", f"'{data['requirements']}' is not a requirements file name such as pose.txt")
     if data["gpu_runtime"] not in GPU_RUNTIMES:
         raise fail("gpu_runtime", f"'{data['gpu_runtime']}' is not one of: {', '.join(GPU_RUNTIMES)}")
+    for backend, precision in data["precision"].items():
+        spec = next((p for p in get_backend(backend, data["gpu_runtime"]).parameters if p.name == "precision"), None) \
+            if backend in BACKENDS else None
+        if spec is None:
+            raise fail(f"precision.{backend}", "not a backend with a precision parameter")
+        if precision not in spec.choices:
+            raise fail(f"precision.{backend}", f"'{precision}' is not one of: {', '.join(spec.choices)}")
     taken = {p.name for p in COMMON_PARAMETERS} | all_backend_parameters() | {
         p.name for kind in OUTPUT_KINDS.values() for p in kind.parameters}
     parameters, extra_weights = [], []
@@ -200,7 +214,7 @@ def parse_manifest(text: str, source: str) -> Manifest:
                     default_weights=data["default_weights"],
                     parameters=tuple(parameters), source=source, gpu_runtime=data["gpu_runtime"],
                     extra_weights=tuple(extra_weights), weights_module=data["weights_module"], node=node,
-                    requirements=data["requirements"])
+                    requirements=data["requirements"], precision=tuple(data["precision"].items()))
 
 
 # Folders (os.pathsep-separated) of manifests that do not ship with vision_factory: a model family added

@@ -122,14 +122,18 @@ TRACKER_COMMON = ("input_reliability", "input_depth", "diagnostics_no_input_s")
 def node_parameters(manifest: Manifest, backend: Backend | None = None,
                     weights: str | None = None) -> tuple[ParameterSpec, ...]:
     """Every parameter a <model>_<backend> node declares, in declaration order: the common ones (with
-    `weights`, else the manifest's default weights, as the `model` default), the backend's, the output
-    kind's and the manifest's own. A tracker node (no backend): TRACKER_COMMON, its kind's and its own."""
+    `weights`, else the manifest's default weights, as the `model` default), the backend's (its precision
+    defaulting to the manifest's for it, if any), the output kind's and the manifest's own. A tracker node
+    (no backend): TRACKER_COMMON, its kind's and its own."""
     if backend is None:
         common = tuple(spec for spec in COMMON_PARAMETERS if spec.name in TRACKER_COMMON)
         return common + manifest.output_kind.parameters + manifest.parameters
     common = tuple(replace(spec, default=weights or manifest.default_weights) if spec.name == "model" else spec
                    for spec in COMMON_PARAMETERS)
-    return common + backend.parameters + manifest.output_kind.parameters + manifest.parameters
+    precision = manifest.precision_default(backend.name)
+    own = tuple(replace(spec, default=precision) if spec.name == "precision" and precision else spec
+                for spec in backend.parameters)
+    return common + own + manifest.output_kind.parameters + manifest.parameters
 
 
 def parameter_differences(generated: Iterable[ParameterSpec], expected: Iterable[ParameterSpec]) -> list[str]:
