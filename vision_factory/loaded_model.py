@@ -133,9 +133,17 @@ def load_model(manifest: Manifest, backend: Backend, values: Mapping[str, Any],
     options = sizing(frame_hw)
     artifacts = prepare_artifacts(manifest, backend, values, paths, options, logger, on_export)
     backend_options = backend.options(values)
+
+    def build(sessions: dict[str, Any]) -> Any:
+        return manifest.load_module().build_model(
+            sessions, {role: artifact.metadata for role, artifact in artifacts.items()}, options["model"], logger)
+
+    if backend_options.get("precision") == "int8":
+        from vision_factory.quantization import quantized_artifacts
+
+        artifacts = quantized_artifacts(backend, artifacts, values, build, logger, on_export)
     sessions = {role: backend.open(artifact, backend_options, logger) for role, artifact in artifacts.items()}
-    model = manifest.load_module().build_model(
-        sessions, {role: artifact.metadata for role, artifact in artifacts.items()}, options["model"], logger)
+    model = build(sessions)
     # Runtimes allocate and prepack on the first inference (0.3-0.5 s here): pay it now, off the frame path.
     model(np.zeros((*frame_hw, 3), np.uint8))
     return LoadedModel(manifest, backend, artifacts, sessions, model, weights_given(manifest, values), frame_hw,

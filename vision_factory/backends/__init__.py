@@ -21,6 +21,9 @@ from vision_factory.errors import ConfigError
 from vision_factory.parameters import ParameterSpec
 
 _DEVICE_INDEX = "GPU index used by GPU execution providers (CUDA, TensorRT, ROCm, MIGraphX)."
+_CALIBRATION_DATA = ParameterSpec(
+    "calibration_data", "string", "", "precision int8: frames from the node's camera to calibrate on (a folder of "
+    "images, a video or a rosbag2 folder; at most 100 frames, sampled evenly).", applies="rebuild")
 _ACTIVE_DEVICE = ParameterSpec("active_device", "string", "", "The device and precision really running.",
                                applies="report")
 
@@ -31,6 +34,9 @@ def _onnxruntime_parameters(providers: str) -> tuple[ParameterSpec, ...]:
         ParameterSpec("execution_provider", "string", providers, "Ordered execution providers, e.g. 'cuda,cpu' or "
                       "ONNX Runtime names; unavailable ones are skipped with a warning.", applies="rebuild"),
         ParameterSpec("device", "string", "0", _DEVICE_INDEX, applies="rebuild"),
+        ParameterSpec("precision", "string", "fp32", "fp32, or int8: the network quantised (static, calibrated on "
+                      "calibration_data) on first launch into the cache.", choices=("fp32", "int8"), applies="rebuild"),
+        _CALIBRATION_DATA,
         ParameterSpec("active_execution_provider", "string", "", "The execution providers ONNX Runtime "
                       "really runs, in order.", applies="report"),
     )

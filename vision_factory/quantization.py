@@ -1,0 +1,196 @@
+"""int8: a model's fp32 networks quantised with calibration frames, as a cached artifact like any export.
+
+Calibration feeds each network exactly what the model feeds it: the fp32 model runs on the calibration frames
+through sessions that record their inputs (its own preprocessing, every network of a multi-network model),
+then each network is quantised from what it saw. onnx: onnxruntime's static quantisation (QDQ, int8 weights
+per channel, uint8 activations, MinMax ranges). The decode tail of a network (the ops after its last
+convolution or matrix product on every path to an output, e.g. YOLO's box decoding and the concat of boxes
+in pixels with scores in 0..1) stays fp32: one int8 scale for both would zero every score.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from vision_factory.artifacts import Artifact
+from vision_factory.backends import Backend
+from vision_factory.errors import ConfigError
+from vision_factory.export_cache import ExportCache, sha256_path
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
+# More frames than this add little to MinMax ranges and cost calibration time: a longer source is sampled evenly.
+CALIBRATION_FRAMES = 100
+WEIGHTED_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
+# Backends with an int8 quantiser here: backend -> how it quantises.
+QUANTIZERS = {"onnx": "onnxruntime static quantisation (QDQ, per-channel int8 weights, uint8 activations, "
+                      "MinMax), decode tail fp32"}
+
+
+def calibration_frames(source: str, limit: int = CALIBRATION_FRAMES) -> list[np.ndarray]:
+    """BGR frames from `source`: a folder of images, a video file or a rosbag2 folder (its first image topic),
+    at most `limit`, sampled evenly. ConfigError saying what is wrong otherwise."""
+    import cv2
+
+    path = Path(source).expanduser()
+    if not source:
+        raise ConfigError("precision int8 needs calibration_data: a folder of images, a video or a rosbag2 "
+                          "folder from the camera the node will see")
+    if not path.exists():
+        raise ConfigError(f"calibration_data '{path}' does not exist")
+    if path.is_dir() and (path / "metadata.yaml").is_file():
+        frames = _bag_frames(path)
+    elif path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        frames = [image for image in (cv2.imread(str(p)) for p in _evenly(files, limit)) if image is not None]
+    elif path.suffix.lower() in VIDEO_SUFFIXES:
+        video, frames = cv2.VideoCapture(str(path)), []
+        while (read := video.read())[0]:
+            frames.append(read[1])
+        video.release()
+    else:
+        raise ConfigError(f"calibration_data '{path}' is not a folder of images, a video "
+                          f"({', '.join(VIDEO_SUFFIXES)}) or a rosbag2 folder")
+    if not frames:
+        raise ConfigError(f"calibration_data '{path}' holds no readable frame")
+    return _evenly(frames, limit)
+
+
+def _evenly(items: list, limit: int) -> list:
+    if len(items) <= limit:
+        return list(items)
+    return [items[int(i)] for i in np.linspace(0, len(items) - 1, limit)]
+
+
+def _bag_frames(bag: Path) -> list[np.ndarray]:
+    from vision_factory.ros.image_conversion import compressed_to_bgr, image_to_bgr
+    from vision_factory.tools.bag_replay import decode, read_images
+
+    try:
+        messages = read_images(bag)
+    except ValueError:
+        messages = read_images(bag, compressed=True)
+    convert = compressed_to_bgr if messages and messages[0].msgtype.endswith("CompressedImage") else image_to_bgr
+    return [convert(message) for message in decode(_evenly(messages, CALIBRATION_FRAMES))]
+
+
+@dataclass
+class RecordingSession:
+    """A session that keeps a copy of every input it runs: what the model feeds its network."""
+
+    session: Any
+    inputs: list[dict[str, np.ndarray]] = field(default_factory=list)
+
+    def __getattr__(self, name: str) -> Any:  # input_name, input_shape, active
+        return getattr(self.session, name)
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        self.inputs.append({name: np.array(array) for name, array in inputs.items()})
+        return self.session.run(inputs)
+
+
+def decode_tail(model: Any) -> list[str]:
+    """Names of the nodes of an onnx.ModelProto that no convolution or matrix product follows on any path to an
+    output (and are none themselves): the part that turns features into boxes and scores."""
+    consumers: dict[str, list[Any]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    feeds_weighted: dict[int, bool] = {}
+    for node in reversed(model.graph.node):  # ONNX nodes are in topological order
+        feeds_weighted[id(node)] = any(n.op_type in WEIGHTED_OPS or feeds_weighted.get(id(n), False)
+                                       for output in node.output for n in consumers.get(output, ()))
+    return [node.name for node in model.graph.node
+            if node.op_type not in WEIGHTED_OPS and not feeds_weighted[id(node)]]
+
+
+def quantize_onnx(source: Path, dst: Path, inputs: list[dict[str, np.ndarray]], logger: Any) -> dict[str, str]:
+    """Write the int8 QDQ model of the ONNX file `source` to `dst`, calibrated on `inputs` (one dict of input
+    arrays a run). Returns what made it, for the cache entry's metadata."""
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = dst.with_name("prepared.onnx")
+    try:  # shape inference and graph optimisation first, as onnxruntime recommends
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+    except Exception as e:  # noqa: BLE001 - an optimisation, not a requirement
+        logger.warning(f"quantisation pre-processing failed ({e}); quantising the network as exported")
+        onnx.save(onnx.load(str(source)), str(prepared))
+    model = onnx.load(str(prepared))
+    for index, node in enumerate(model.graph.node):  # exclusion goes by node name: every node needs one
+        node.name = node.name or f"{node.op_type}_{index}"
+    onnx.save(model, str(prepared))
+    tail = decode_tail(model)
+
+    class Inputs(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._runs = iter(inputs)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._runs, None)
+
+    logger.info(f"quantising {source.name} to int8 on {len(inputs)} calibration runs ({len(tail)} decode ops "
+                f"kept in fp32)")
+    quantize_static(str(prepared), str(dst), Inputs(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=tail)
+    prepared.unlink()
+    return {"quantizer": f"onnxruntime {ort.__version__}: {QUANTIZERS['onnx']}", "fp32_nodes": ",".join(tail)}
+
+
+def quantized_artifacts(backend: Backend, artifacts: Mapping[str, Artifact], values: Mapping[str, Any],
+                        build_model: Callable[[dict[str, Any]], Any], logger: Any,
+                        on_export: Callable[[], None] | None = None) -> dict[str, Artifact]:
+    """The int8 artifact of each fp32 artifact in `artifacts`, from the cache or quantised now: calibrated on
+    the frames of values['calibration_data'], fed through `build_model(sessions)` (the model on fp32
+    sessions). Keyed by the fp32 artifact, the calibration data and the quantiser's version."""
+    if backend.name not in QUANTIZERS:
+        raise ConfigError(f"precision int8 is not available on the {backend.name} backend (int8 here: "
+                          f"{', '.join(QUANTIZERS)})")
+    import onnxruntime as ort
+
+    source = str(values.get("calibration_data", ""))
+    cache = ExportCache(values.get("cache_dir") or None)
+    recorded: dict[str, RecordingSession] = {}
+
+    def calibrate() -> dict[str, RecordingSession]:
+        if not recorded:  # only when an artifact is missing from the cache
+            frames = calibration_frames(source)
+            sessions = {role: RecordingSession(backend.open(artifact, {**backend.options(values), "precision": "fp32"},
+                                                            logger)) for role, artifact in artifacts.items()}
+            model = build_model(sessions)
+            logger.info(f"calibrating int8 on {len(frames)} frames of {source}")
+            for frame in frames:
+                model(frame)
+            recorded.update(sessions)
+        return recorded
+
+    calibration = Path(source).expanduser()
+    if not source or not calibration.exists():
+        calibration_frames(source)  # raises the reason
+    fields_common = {"backend": backend.name, "precision": "int8", "calibration_sha256": sha256_path(calibration),
+                     "calibration_frames": CALIBRATION_FRAMES, "quantizer": f"onnxruntime {ort.__version__}",
+                     "method": QUANTIZERS[backend.name]}
+    result = {}
+    for role, artifact in artifacts.items():
+        fields = {**fields_common, "model": artifact.name, "fp32_sha256": sha256_path(artifact.path)}
+
+        def build(dst: Path, role: str = role, artifact: Artifact = artifact) -> dict[str, Any]:
+            runs = calibrate()[role].inputs
+            if not runs:
+                raise ConfigError(f"no calibration frame reached the {artifact.name} network ({role}): it cannot "
+                                  f"be calibrated")
+            return {"model_metadata": artifact.metadata, **quantize_onnx(artifact.path, dst, runs, logger)}
+
+        entry = cache.get_or_build(fields, "model.onnx", build, logger, on_export)
+        if not entry.built:
+            logger.info(f"loaded the cached int8 {backend.name} export {entry.path}")
+        result[role] = Artifact(entry.path, dict(entry.metadata["model_metadata"]), exported=entry.built,
+                                name=artifact.name)
+    return result
