@@ -9,7 +9,7 @@ import time
 import pytest
 
 from conftest import BAG, CHECKPOINT, FP32_ONNX, INT8_ONNX, asset
-from reference import from_message, mismatches, ultralytics_predict
+from reference import from_detections, from_message, mismatches, ultralytics_predict
 
 pytest.importorskip("rclpy")
 from node_harness import decoded, launched, next_domain, replay_and_collect, set_parameter  # noqa: E402
@@ -77,6 +77,24 @@ def test_second_launch_loads_the_cached_export_and_answers_the_same(workspace, f
     assert "exporting" not in logs[1] and "loaded the cached openvino export" in logs[1]
     assert [from_message(a) for a in answers[0]] == [from_message(a) for a in answers[1]]
     assert len(list((tmp_path / "cache").glob("*/metadata.json"))) == 1
+
+
+def test_an_int8_node_quantises_on_first_launch_and_runs_what_it_cached(workspace, frames, tmp_path) -> None:
+    """precision int8 calibrated on the bag: the node quantises once, then answers every frame exactly as the
+    cached int8 network does in-process (how close that is to fp32: test_accuracy)."""
+    from vision_factory.loaded_model import load_default_model
+
+    weights, bag = asset(FP32_ONNX), str(asset(BAG))
+    with launched(workspace, "onnx", tmp_path, model=str(weights), precision="int8", calibration_data=bag) as (
+            process, probe, log):
+        answers = replay_and_collect(probe, "onnx", frames)
+    assert "calibrating int8 on 5 frames" in log.read_text() and "quantising" in log.read_text()
+    cached = load_default_model("yolo", "onnx", weights, tmp_path / "cache", precision="int8", calibration_data=bag)
+    assert not cached.artifact.exported
+    assert len(answers) == len(frames)
+    for answer, frame in zip(answers, frames):
+        expected = from_detections(cached.model(decoded(frame)[1]))
+        assert len(expected) >= 5 and mismatches(from_message(answer), expected, CONF) == []
 
 
 def test_compressed_input_and_debug_image(workspace, tmp_path) -> None:

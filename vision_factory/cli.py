@@ -1,5 +1,6 @@
 """The `vision-factory` command: list models and backends, generate node packages, manage the export cache,
-export networks for an inference server, report the accuracy of reduced precisions, benchmark the nodes.
+export networks for an inference server, quantise to int8 and report the accuracy of reduced precisions against
+fp32, benchmark the nodes.
 
 Errors a user can fix exit with code 2 and one line saying why.
 """
@@ -180,16 +181,23 @@ def main(argv: list[str] | None = None) -> None:
     accuracy = commands.add_parser("accuracy", help="how far each precision of a model x backend answers from "
                                                     "its fp32 answers on the shipped images and video, and its "
                                                     "person AP50 on the COCO images")
-    accuracy.add_argument("--model", required=True)
     accuracy.add_argument("--backend", required=True)
-    accuracy.add_argument("--weights", help="weights path (default: the model's default weights name)")
     accuracy.add_argument("--precisions", help="comma-separated (default: every precision the backend has)")
-    accuracy.add_argument("--assets", default=str(shared_assets()),
-                          help="the images, video and COCO annotations (default: %(default)s)")
-    accuracy.add_argument("--out", default="out/accuracy", help="where accuracy.json and accuracy.md go "
-                                                                 "(default: %(default)s)")
-    accuracy.add_argument("--cache-dir", help="where the exports are cached (default: as for the nodes)")
-    for command in (cache, export, accuracy):
+    quantize = commands.add_parser("quantize", help="build a model's int8 network into the export cache (what a "
+                                                    "node with precision int8 loads) and report its accuracy "
+                                                    "against fp32")
+    quantize.add_argument("--backend", default="onnx", help="default: %(default)s")
+    quantize.add_argument("--calibration-data", required=True,
+                          help="frames from the camera: a folder of images, a video or a rosbag2 folder")
+    for command in (accuracy, quantize):
+        command.add_argument("--model", required=True)
+        command.add_argument("--weights", help="weights path (default: the model's default weights name)")
+        command.add_argument("--assets", default=str(shared_assets()),
+                             help="the report's images, video and COCO annotations (default: %(default)s)")
+        command.add_argument("--out", default=f"out/{command.prog.split()[-1]}",
+                             help="where accuracy.json and accuracy.md go (default: %(default)s)")
+        command.add_argument("--cache-dir", help="where the exports are cached (default: as for the nodes)")
+    for command in (cache, export, accuracy, quantize):
         command.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                              help="a node parameter, as the node will have it (e.g. -p imgsz=320)")
         command.add_argument("--frame-size", type=frame_size, default="{}x{}".format(*DEFAULT_FRAME_HW[::-1]),
@@ -216,6 +224,11 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "export":
             _export(args)
         elif args.command == "accuracy":
+            _accuracy(args)
+        elif args.command == "quantize":
+            args.param.append(f"calibration_data={args.calibration_data}")
+            args.param.append("precision=int8")
+            args.precisions = "int8"
             _accuracy(args)
         else:
             _cache(args)

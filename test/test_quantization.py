@@ -1,0 +1,100 @@
+"""int8: calibration frames from images, videos and bags, the decode tail kept in fp32, the quantised network
+cached like any export; how close it answers to fp32 is test_accuracy's."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import ASSETS, BAG, FP32_ONNX, asset
+from vision_factory.errors import ConfigError
+from vision_factory.loaded_model import load_default_model
+from vision_factory.quantization import RecordingSession, calibration_frames, decode_tail
+
+VIDEO = ASSETS / "videos" / "mmpose_demo.mp4"
+LOG = logging.getLogger("test")
+
+
+def test_the_decode_tail_is_what_follows_the_last_weighted_op() -> None:
+    from onnx import TensorProto, helper
+
+    def tensor(name: str) -> object:
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
+
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="backbone"),
+             helper.make_node("Relu", ["a"], ["b"], name="relu"),  # a Conv follows: quantised
+             helper.make_node("Conv", ["b", "w2"], ["boxes_raw"], name="box_conv"),
+             helper.make_node("Conv", ["b", "w3"], ["logits"], name="class_conv"),
+             helper.make_node("Mul", ["boxes_raw", "stride"], ["boxes"], name="to_pixels"),
+             helper.make_node("Sigmoid", ["logits"], ["scores"], name="sigmoid"),
+             helper.make_node("Concat", ["boxes", "scores"], ["y"], name="concat", axis=1)]
+    graph = helper.make_graph(nodes, "toy", [tensor("x")], [tensor("y")])
+    assert decode_tail(helper.make_model(graph)) == ["to_pixels", "sigmoid", "concat"]
+
+
+def test_calibration_frames_from_a_folder_a_video_and_a_bag(tmp_path: Path) -> None:
+    for i in range(7):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((8, 10, 3), i * 30, np.uint8))
+    (tmp_path / "notes.txt").write_text("not an image")
+    frames = calibration_frames(str(tmp_path), limit=3)
+    assert [int(f[0, 0, 0]) for f in frames] == [0, 90, 180]  # evenly through the sorted files
+    video, bag = calibration_frames(str(asset(VIDEO))), calibration_frames(str(asset(BAG)))
+    assert len(video) == len(bag) == 5 and video[0].shape == bag[0].shape == (540, 960, 3)
+
+
+@pytest.mark.parametrize("source, message", [
+    ("", "precision int8 needs calibration_data: a folder of images, a video or a rosbag2 folder"),
+    ("/nonexistent/frames", "calibration_data '/nonexistent/frames' does not exist"),
+    ("notes.txt", "is not a folder of images, a video (.mp4"),
+    ("empty", "holds no readable frame"),
+])
+def test_unusable_calibration_data_is_one_line(tmp_path: Path, source: str, message: str) -> None:
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "empty").mkdir()
+    path = str(tmp_path / source) if source and not source.startswith("/") else source
+    with pytest.raises(ConfigError, match=message.replace("(", "\\(").replace(".", "\\.")):
+        calibration_frames(path)
+
+
+def test_a_recording_session_keeps_what_it_was_fed() -> None:
+    class Double:
+        input_name, input_shape, active = "x", (-1,), "test"
+
+        def run(self, inputs):
+            return [inputs["x"] * 2]
+
+    session = RecordingSession(Double())
+    fed = np.ones(3, np.float32)
+    assert session.run({"x": fed})[0].tolist() == [2, 2, 2] and session.active == "test"
+    fed[:] = 5  # the model reuses its buffers: the recording is a copy
+    assert session.inputs[0]["x"].tolist() == [1, 1, 1]
+
+
+def test_an_int8_model_is_quantised_once_into_the_cache(tmp_path: Path) -> None:
+    import onnx
+
+    weights, calibration = asset(FP32_ONNX), str(asset(BAG))
+    first = load_default_model("yolo", "onnx", weights, tmp_path, LOG, precision="int8", calibration_data=calibration)
+    network = onnx.load(str(first.artifact.path))
+    operators = {node.op_type for node in network.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= operators and first.artifact.exported
+    # The outputs (boxes in pixels with scores in 0..1) come out of fp32 ops, never a DequantizeLinear.
+    producers = {output: node.op_type for node in network.graph.node for output in node.output}
+    assert producers[network.graph.output[0].name] == "Concat"
+    assert first.artifact.metadata == load_default_model("yolo", "onnx", weights, tmp_path, LOG).artifact.metadata
+    again = load_default_model("yolo", "onnx", weights, tmp_path, LOG, precision="int8", calibration_data=calibration)
+    assert not again.artifact.exported and again.artifact.path == first.artifact.path
+    image = cv2.imread(str(asset(ASSETS / "images" / "bus.jpg")))
+    found = again.model(image)
+    assert sum(found.class_name(int(c)) == "person" for c in found.class_ids) >= 4
+
+
+def test_int8_without_calibration_data_or_on_another_backend_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="precision int8 needs calibration_data"):
+        load_default_model("yolo", "onnx", asset(FP32_ONNX), tmp_path, LOG, precision="int8")
+    with pytest.raises(ConfigError, match="precision int8 is not available on the openvino backend"):
+        load_default_model("yolo", "openvino", asset(FP32_ONNX), tmp_path, LOG, precision="int8",
+                           calibration_data=str(asset(BAG)))
