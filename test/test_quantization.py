@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ASSETS, BAG, FP32_ONNX, asset
+from conftest import ASSETS, BAG, CHECKPOINT, FP32_ONNX, asset
 from vision_factory.errors import ConfigError
 from vision_factory.loaded_model import load_default_model
 from vision_factory.quantization import RecordingSession, calibration_frames, decode_tail
@@ -73,19 +73,34 @@ def test_a_recording_session_keeps_what_it_was_fed() -> None:
     assert session.inputs[0]["x"].tolist() == [1, 1, 1]
 
 
-def test_an_int8_model_is_quantised_once_into_the_cache(tmp_path: Path) -> None:
-    import onnx
+def operators_and_output_producer(path: Path) -> tuple[set[str], str]:
+    """The operator types of a network file (ONNX or OpenVINO IR) and the type of the one producing its first
+    output."""
+    if path.suffix == ".onnx":
+        import onnx
 
+        network = onnx.load(str(path))
+        producers = {output: node.op_type for node in network.graph.node for output in node.output}
+        return {node.op_type for node in network.graph.node}, producers[network.graph.output[0].name]
+    import openvino as ov
+
+    network = ov.Core().read_model(str(path))
+    result = network.get_results()[0]
+    return {op.get_type_name() for op in network.get_ops()}, result.input_value(0).get_node().get_type_name()
+
+
+@pytest.mark.parametrize("backend, quantize_ops", [("onnx", {"QuantizeLinear", "DequantizeLinear"}),
+                                                    ("openvino", {"FakeQuantize"})])
+def test_an_int8_model_is_quantised_once_into_the_cache(tmp_path: Path, backend: str, quantize_ops: set) -> None:
     weights, calibration = asset(FP32_ONNX), str(asset(BAG))
-    first = load_default_model("yolo", "onnx", weights, tmp_path, LOG, precision="int8", calibration_data=calibration)
-    network = onnx.load(str(first.artifact.path))
-    operators = {node.op_type for node in network.graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear"} <= operators and first.artifact.exported
-    # The outputs (boxes in pixels with scores in 0..1) come out of fp32 ops, never a DequantizeLinear.
-    producers = {output: node.op_type for node in network.graph.node for output in node.output}
-    assert producers[network.graph.output[0].name] == "Concat"
-    assert first.artifact.metadata == load_default_model("yolo", "onnx", weights, tmp_path, LOG).artifact.metadata
-    again = load_default_model("yolo", "onnx", weights, tmp_path, LOG, precision="int8", calibration_data=calibration)
+    first = load_default_model("yolo", backend, weights, tmp_path, LOG, precision="int8", calibration_data=calibration)
+    operators, last = operators_and_output_producer(first.artifact.path)
+    assert quantize_ops <= operators and first.artifact.exported
+    # The output (boxes in pixels with scores in 0..1) comes out of a float op, not out of an int8 scale.
+    assert last == "Concat"
+    assert first.artifact.metadata == load_default_model("yolo", backend, weights, tmp_path / "fp32", LOG,
+                                                         precision="fp32").artifact.metadata
+    again = load_default_model("yolo", backend, weights, tmp_path, LOG, precision="int8", calibration_data=calibration)
     assert not again.artifact.exported and again.artifact.path == first.artifact.path
     image = cv2.imread(str(asset(ASSETS / "images" / "bus.jpg")))
     found = again.model(image)
@@ -95,6 +110,19 @@ def test_an_int8_model_is_quantised_once_into_the_cache(tmp_path: Path) -> None:
 def test_int8_without_calibration_data_or_on_another_backend_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="precision int8 needs calibration_data"):
         load_default_model("yolo", "onnx", asset(FP32_ONNX), tmp_path, LOG, precision="int8")
-    with pytest.raises(ConfigError, match="precision int8 is not available on the openvino backend"):
-        load_default_model("yolo", "openvino", asset(FP32_ONNX), tmp_path, LOG, precision="int8",
+    with pytest.raises(ConfigError, match="precision int8 is not available on the cuda backend"):
+        load_default_model("yolo", "cuda", asset(CHECKPOINT), tmp_path, LOG, precision="int8",
                            calibration_data=str(asset(BAG)))
+
+
+def test_int8_without_its_quantiser_installed_says_what_to_install(monkeypatch) -> None:
+    import importlib.util
+
+    from vision_factory.backends import BACKENDS
+    from vision_factory.quantization import quantizer_of
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nncf" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"needs nncf \(pip install -r requirements/openvino-int8.txt\)"):
+        quantizer_of(BACKENDS["openvino"])
+    assert quantizer_of(BACKENDS["onnx"]).artifact_filename == "model.onnx"

@@ -3,12 +3,15 @@
 Calibration feeds each network exactly what the model feeds it: the fp32 model runs on the calibration frames
 through sessions that record their inputs (its own preprocessing, every network of a multi-network model),
 then each network is quantised from what it saw. onnx: onnxruntime's static quantisation (QDQ, int8 weights
-per channel, uint8 activations, MinMax ranges). The decode tail of a network (the ops after its last
-convolution or matrix product on every path to an output, e.g. YOLO's box decoding and the concat of boxes
-in pixels with scores in 0..1) stays fp32: one int8 scale for both would zero every score.
+per channel, uint8 activations, MinMax ranges); openvino: NNCF's post-training quantisation. The decode tail
+of a network (the ops after its last convolution or matrix product on every path to an output, e.g. YOLO's box
+decoding and the concat of boxes in pixels with scores in 0..1) stays in float: one int8 scale for both would
+zero every score.
 """
 from __future__ import annotations
 
+import importlib.util
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -24,10 +27,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 # More frames than this add little to MinMax ranges and cost calibration time: a longer source is sampled evenly.
 CALIBRATION_FRAMES = 100
-WEIGHTED_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
-# Backends with an int8 quantiser here: backend -> how it quantises.
-QUANTIZERS = {"onnx": "onnxruntime static quantisation (QDQ, per-channel int8 weights, uint8 activations, "
-                      "MinMax), decode tail fp32"}
+WEIGHTED_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm"}  # ONNX's
+OPENVINO_WEIGHTED_OPS = {"Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul"}
 
 
 def calibration_frames(source: str, limit: int = CALIBRATION_FRAMES) -> list[np.ndarray]:
@@ -92,26 +93,41 @@ class RecordingSession:
         return self.session.run(inputs)
 
 
+def after_last_weighted(nodes: list[Any], consumers: Callable[[Any], list[Any]],
+                        weighted: Callable[[Any], bool]) -> list[Any]:
+    """The nodes (given in topological order) that are not weighted and that no weighted node follows on any
+    path to an output: the part of a network that turns features into boxes and scores."""
+    feeds_weighted: dict[int, bool] = {}
+    for node in reversed(nodes):
+        feeds_weighted[id(node)] = any(weighted(n) or feeds_weighted.get(id(n), False) for n in consumers(node))
+    return [node for node in nodes if not weighted(node) and not feeds_weighted[id(node)]]
+
+
 def decode_tail(model: Any) -> list[str]:
-    """Names of the nodes of an onnx.ModelProto that no convolution or matrix product follows on any path to an
-    output (and are none themselves): the part that turns features into boxes and scores."""
-    consumers: dict[str, list[Any]] = {}
+    """Names of the decode-tail nodes (after_last_weighted) of an onnx.ModelProto."""
+    readers: dict[str, list[Any]] = {}
     for node in model.graph.node:
         for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    feeds_weighted: dict[int, bool] = {}
-    for node in reversed(model.graph.node):  # ONNX nodes are in topological order
-        feeds_weighted[id(node)] = any(n.op_type in WEIGHTED_OPS or feeds_weighted.get(id(n), False)
-                                       for output in node.output for n in consumers.get(output, ()))
-    return [node.name for node in model.graph.node
-            if node.op_type not in WEIGHTED_OPS and not feeds_weighted[id(node)]]
+            readers.setdefault(name, []).append(node)
+    tail = after_last_weighted(list(model.graph.node), lambda n: [r for o in n.output for r in readers.get(o, ())],
+                               lambda n: n.op_type in WEIGHTED_OPS)
+    return [node.name for node in tail]
+
+
+def openvino_decode_tail(model: Any) -> list[str]:
+    """Friendly names of the decode-tail operations (after_last_weighted) of an ov.Model, results excluded."""
+    def consumers(op: Any) -> list[Any]:
+        return [target.get_node() for output in op.outputs() for target in output.get_target_inputs()]
+
+    tail = after_last_weighted(list(model.get_ordered_ops()), consumers,
+                               lambda op: op.get_type_name() in OPENVINO_WEIGHTED_OPS)
+    return [op.get_friendly_name() for op in tail if op.get_type_name() not in ("Result", "Constant")]
 
 
 def quantize_onnx(source: Path, dst: Path, inputs: list[dict[str, np.ndarray]], logger: Any) -> dict[str, str]:
     """Write the int8 QDQ model of the ONNX file `source` to `dst`, calibrated on `inputs` (one dict of input
     arrays a run). Returns what made it, for the cache entry's metadata."""
     import onnx
-    import onnxruntime as ort
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -141,7 +157,74 @@ def quantize_onnx(source: Path, dst: Path, inputs: list[dict[str, np.ndarray]], 
                     weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
                     calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=tail)
     prepared.unlink()
-    return {"quantizer": f"onnxruntime {ort.__version__}: {QUANTIZERS['onnx']}", "fp32_nodes": ",".join(tail)}
+    return {"quantizer": QUANTIZERS["onnxruntime"].describe(), "fp32_nodes": ",".join(tail)}
+
+
+def quantize_openvino(source: Path, dst: Path, inputs: list[dict[str, np.ndarray]], logger: Any) -> dict[str, str]:
+    """Write the NNCF int8 model of the OpenVINO IR `source` to `dst` (.xml and .bin), calibrated on `inputs`."""
+    import nncf
+    import openvino as ov
+
+    nncf.set_log_level(logging.WARNING)  # not a line per operation into the node's log
+    model = ov.Core().read_model(str(source))
+    tail = openvino_decode_tail(model)
+    logger.info(f"quantising {source.name} to int8 with NNCF on {len(inputs)} calibration runs ({len(tail)} decode "
+                f"ops kept in float)")
+    quantized = nncf.quantize(model, nncf.Dataset(inputs), preset=nncf.QuantizationPreset.MIXED,
+                              subset_size=len(inputs), ignored_scope=nncf.IgnoredScope(names=tail, validate=False))
+    ov.save_model(quantized, str(dst), compress_to_fp16=False)
+    return {"quantizer": QUANTIZERS["openvino"].describe(), "fp32_nodes": ",".join(tail)}
+
+
+@dataclass(frozen=True)
+class Quantizer:
+    """How int8 is made for the backends of one runtime: its method, what it writes, its versions."""
+
+    method: str
+    artifact_filename: str
+    quantize: Callable[[Path, Path, list[dict[str, np.ndarray]], Any], dict[str, str]]
+    packages: tuple[str, ...]
+    requirements: str  # the requirements/ file that installs them
+
+    def describe(self) -> str:
+        """The method and the versions of the packages that implement it (part of the cache key)."""
+        from importlib.metadata import version
+
+        return f"{self.method} ({', '.join(f'{p} {version(p)}' for p in self.packages)})"
+
+
+# Runtime (a backend's session module) -> its int8 quantiser.
+QUANTIZERS = {
+    "onnxruntime": Quantizer("onnxruntime static quantisation: QDQ, per-channel int8 weights, uint8 activations, "
+                             "MinMax, decode tail fp32", "model.onnx", quantize_onnx, ("onnxruntime",), "onnx.txt"),
+    "openvino": Quantizer("NNCF post-training quantisation: MIXED preset, decode tail in float", "model.xml",
+                          quantize_openvino, ("nncf", "openvino"), "openvino-int8.txt"),
+}
+
+
+def quantizer_of(backend: Backend) -> Quantizer:
+    """The quantiser of `backend`'s runtime; ConfigError naming the backends with one otherwise."""
+    runtime = backend.runtime.__name__.rsplit(".", 1)[-1].removesuffix("_session")
+    if runtime not in QUANTIZERS:
+        raise ConfigError(f"precision int8 is not available on the {backend.name} backend (int8 here: onnx and "
+                          f"openvino)")
+    quantizer = QUANTIZERS[runtime]
+    missing = [p for p in quantizer.packages if importlib.util.find_spec(p) is None]
+    if missing:
+        raise ConfigError(f"precision int8 on the {backend.name} backend needs {', '.join(missing)} (pip install -r "
+                          f"requirements/{quantizer.requirements})")
+    return quantizer
+
+
+def _network_sha256(path: Path) -> str:
+    """sha256 of a network file, and of its weights beside it (an OpenVINO IR's .bin)."""
+    weights = path.with_suffix(".bin")
+    return sha256_path(path) + (sha256_path(weights) if path.suffix == ".xml" and weights.is_file() else "")
+
+
+def calibration_problem(source: str) -> str:
+    """'' if `source` can be calibration data (or is empty: not needed until precision int8), else why not."""
+    return f"'{source}' does not exist" if source and not Path(source).expanduser().exists() else ""
 
 
 def quantized_artifacts(backend: Backend, artifacts: Mapping[str, Artifact], values: Mapping[str, Any],
@@ -150,11 +233,7 @@ def quantized_artifacts(backend: Backend, artifacts: Mapping[str, Artifact], val
     """The int8 artifact of each fp32 artifact in `artifacts`, from the cache or quantised now: calibrated on
     the frames of values['calibration_data'], fed through `build_model(sessions)` (the model on fp32
     sessions). Keyed by the fp32 artifact, the calibration data and the quantiser's version."""
-    if backend.name not in QUANTIZERS:
-        raise ConfigError(f"precision int8 is not available on the {backend.name} backend (int8 here: "
-                          f"{', '.join(QUANTIZERS)})")
-    import onnxruntime as ort
-
+    quantizer = quantizer_of(backend)
     source = str(values.get("calibration_data", ""))
     cache = ExportCache(values.get("cache_dir") or None)
     recorded: dict[str, RecordingSession] = {}
@@ -175,20 +254,19 @@ def quantized_artifacts(backend: Backend, artifacts: Mapping[str, Artifact], val
     if not source or not calibration.exists():
         calibration_frames(source)  # raises the reason
     fields_common = {"backend": backend.name, "precision": "int8", "calibration_sha256": sha256_path(calibration),
-                     "calibration_frames": CALIBRATION_FRAMES, "quantizer": f"onnxruntime {ort.__version__}",
-                     "method": QUANTIZERS[backend.name]}
+                     "calibration_frames": CALIBRATION_FRAMES, "quantizer": quantizer.describe()}
     result = {}
     for role, artifact in artifacts.items():
-        fields = {**fields_common, "model": artifact.name, "fp32_sha256": sha256_path(artifact.path)}
+        fields = {**fields_common, "model": artifact.name, "fp32_sha256": _network_sha256(artifact.path)}
 
         def build(dst: Path, role: str = role, artifact: Artifact = artifact) -> dict[str, Any]:
             runs = calibrate()[role].inputs
             if not runs:
                 raise ConfigError(f"no calibration frame reached the {artifact.name} network ({role}): it cannot "
                                   f"be calibrated")
-            return {"model_metadata": artifact.metadata, **quantize_onnx(artifact.path, dst, runs, logger)}
+            return {"model_metadata": artifact.metadata, **quantizer.quantize(artifact.path, dst, runs, logger)}
 
-        entry = cache.get_or_build(fields, "model.onnx", build, logger, on_export)
+        entry = cache.get_or_build(fields, quantizer.artifact_filename, build, logger, on_export)
         if not entry.built:
             logger.info(f"loaded the cached int8 {backend.name} export {entry.path}")
         result[role] = Artifact(entry.path, dict(entry.metadata["model_metadata"]), exported=entry.built,

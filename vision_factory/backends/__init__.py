@@ -97,6 +97,10 @@ class Backend:
 
     def option_problem(self, name: str, value: Any) -> str:
         """'' if `value` can work for setting `name` of this backend, else why not (naming what is valid)."""
+        if name == _CALIBRATION_DATA.name:
+            from vision_factory.quantization import calibration_problem
+
+            return calibration_problem(str(value))
         return self._needs_runtime(self.runtime.option_problem, name, value)
 
 
@@ -115,8 +119,10 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
             ParameterSpec("device", "string", "CPU", "OpenVINO device: CPU, GPU, NPU or AUTO.", applies="rebuild"),
             ParameterSpec("precision", "string", "fp32", "Inference precision hint; fp32 matches the reference, "
                           "bf16 / fp16 are faster where the device has them; auto: the device's own choice "
-                          "(bf16 on CPUs with bf16 units, fp16 on GPUs).", choices=("fp32", "fp16", "bf16", "auto"),
-                          applies="rebuild"),
+                          "(bf16 on CPUs with bf16 units, fp16 on GPUs); int8: the network quantised with NNCF "
+                          "(calibrated on calibration_data) on first launch into the cache.",
+                          choices=("fp32", "fp16", "bf16", "auto", "int8"), applies="rebuild"),
+            _CALIBRATION_DATA,
             _ACTIVE_DEVICE,
         )),
     Backend(

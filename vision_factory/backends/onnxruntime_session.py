@@ -42,8 +42,7 @@ def parse_providers(text: str) -> list[str]:
 
 
 def option_problem(name: str, value: Any) -> str:
-    """'' if a setting can work, else why not: unknown provider names, a device that is no GPU index,
-    calibration data that is not there."""
+    """'' if a setting can work, else why not: unknown provider names, a device that is no GPU index."""
     if name == "execution_provider":
         try:
             parse_providers(str(value))
@@ -53,8 +52,6 @@ def option_problem(name: str, value: Any) -> str:
             return f"{e}; available here: {', '.join(ort.get_available_providers())}"
     if name == "device" and not str(value).isdigit():
         return f"'{value}' is not a GPU index such as 0"
-    if name == "calibration_data" and value and not Path(str(value)).expanduser().exists():
-        return f"'{value}' does not exist"
     return ""
 
 
