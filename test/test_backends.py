@@ -77,6 +77,29 @@ def test_openvino_converts_and_runs_on_cpu_and_auto(doubling_onnx: Path, tmp_pat
         OpenVinoSession(xml, {"device": "npu"})
 
 
+def test_thread_settings_reach_each_runtime(doubling_onnx: Path, tmp_path: Path) -> None:
+    import torch
+
+    from vision_factory.backends.onnxruntime_session import OnnxRuntimeSession
+    from vision_factory.backends.openvino_session import OpenVinoSession, convert_onnx
+    from vision_factory.backends.torch_session import TorchSession
+
+    ort_session = OnnxRuntimeSession(doubling_onnx, {"inference_threads": 1, "allow_spinning": True})._session
+    assert ort_session.get_session_options().intra_op_num_threads == 1
+    assert ort_session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    default = OnnxRuntimeSession(doubling_onnx, {})._session.get_session_options()
+    assert default.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    xml = tmp_path / "model.xml"
+    convert_onnx(doubling_onnx, xml, {}, logging.getLogger("t"))
+    assert OpenVinoSession(xml, {"device": "CPU", "inference_threads": 1})._compiled.get_property(
+        "INFERENCE_NUM_THREADS") == 1
+    starting = torch.get_num_threads()
+    TorchSession(Path("double.pt"), torch.nn.Identity(), {"device": "cpu", "inference_threads": 1})
+    assert torch.get_num_threads() == 1
+    TorchSession(Path("double.pt"), torch.nn.Identity(), {"device": "cpu", "inference_threads": 0})
+    assert torch.get_num_threads() == starting
+
+
 def test_registry_lookup_and_missing_runtimes() -> None:
     assert get_backend("cuda").runtime is get_backend("rocm").runtime  # one implementation, two rows
     known = "onnx, openvino, tensorrt, cuda, rocm, remote"

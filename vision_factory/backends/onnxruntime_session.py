@@ -73,7 +73,11 @@ class OnnxRuntimeSession:
                                f"({', '.join(requested)}); available: {', '.join(available)}")
         device = str(options.get("device", "0"))
         provider_options = [{"device_id": device} if p in _DEVICE_ID_PROVIDERS else {} for p in chosen]
-        self._session = ort.InferenceSession(str(model_path), providers=chosen,
+        settings = ort.SessionOptions()
+        settings.intra_op_num_threads = int(options.get("inference_threads", 0))
+        settings.add_session_config_entry("session.intra_op.allow_spinning",
+                                          "1" if options.get("allow_spinning", False) else "0")
+        self._session = ort.InferenceSession(str(model_path), settings, providers=chosen,
                                              provider_options=provider_options)
         first = self._session.get_inputs()[0]
         self.input_name = first.name

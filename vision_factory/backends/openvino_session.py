@@ -51,6 +51,9 @@ class OpenVinoSession:
         model = core.read_model(str(model_path))
         precision = str(options.get("precision", "fp32"))
         hint = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision]} if precision in PRECISION_HINTS else {}
+        threads = int(options.get("inference_threads", 0))
+        if threads and device == "CPU":  # a CPU setting: other devices refuse it
+            hint["INFERENCE_NUM_THREADS"] = threads
         self._compiled = core.compile_model(model, device, {**(properties or {}), **hint})
         chosen = _chosen_precision(self._compiled)
         if precision == "int8":

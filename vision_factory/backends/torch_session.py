@@ -51,6 +51,9 @@ def resolve_device(requested: str, expect_rocm: bool, logger: Any) -> str:
     return f"cuda:{index}"
 
 
+_STARTING_THREADS: dict[str, int] = {}
+
+
 class TorchSession:
     """A loaded nn.Module (from the model module's load_torch) on a device, fed numpy arrays."""
 
@@ -59,6 +62,9 @@ class TorchSession:
         import torch
 
         self._torch = torch
+        # PyTorch's threads are one setting for the whole process; 0 puts back what it started with.
+        _STARTING_THREADS.setdefault("threads", torch.get_num_threads())
+        torch.set_num_threads(int(options.get("inference_threads", 0)) or _STARTING_THREADS["threads"])
         self._device = torch.device(resolve_device(str(options.get("device", "cuda:0")), expect_rocm, logger))
         precision = options.get("precision", "fp32")
         # auto: fp16 where it is fast (a GPU), fp32 on the CPU fallback, without a warning.
