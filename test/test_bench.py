@@ -18,6 +18,7 @@ pytest.importorskip("matplotlib", reason="the benchmark writes plots")
 # The packages the test workspace builds, per model.
 BACKENDS = {"yolo": ["onnx", "openvino", "cuda"], "rtmpose": ["onnx", "openvino"], "depth_anything": ["onnx", "cuda"],
             "grounding_dino": ["onnx"], "sam": ["onnx"], "florence2": ["onnx"]}
+INT8 = {"yolo": ("onnx", "openvino")}  # the nodes also measured at int8 (the backends that have it)
 
 
 # Fourteen processes, each started twice (warm and empty cache): ~5 min here, over 7 when the CPUs are shared.
@@ -31,8 +32,12 @@ def test_quick_benchmark_measures_every_node_and_every_baseline(workspace, tmp_p
     assert (frames[0].width, frames[0].height) == (640, 480)
     rows = []
     for model, backends in BACKENDS.items():
-        rows += run_suite(SUITES[model], ws, env, backends, asset(CHECKPOINT), frames, True, tmp_path, next_domain())
-    expected = [f"{model}_{backend}" for model, backends in BACKENDS.items() for backend in backends]
+        # YOLO's int8 nodes too (onnx and openvino have int8), calibrated on the bag.
+        rows += run_suite(SUITES[model], ws, env, backends, asset(CHECKPOINT), frames, True, tmp_path, next_domain(),
+                          int8_calibration=BAG if model == "yolo" else None)
+    expected = [name for model, backends in BACKENDS.items() for backend in backends
+                for name in [f"{model}_{backend}"] + ([f"{model}_{backend} int8"] if backend in INT8.get(model, ())
+                                                      else [])]
     baselines = [SUITES[model].baseline for model in BACKENDS]
     assert [r["name"] for r in rows if r["backend"] != "baseline"] == expected
     assert [r["name"] for r in rows if r["backend"] == "baseline"] == baselines
@@ -44,7 +49,13 @@ def test_quick_benchmark_measures_every_node_and_every_baseline(workspace, tmp_p
         # The last frame of each rate is waited for, so every rate has an answer however slow the machine.
         assert all(s["sent"] >= s["answered"] >= 1 for s in row["sweep"]), row["sweep"]
         assert (row["cold_start_empty_s"] is None) == (row["backend"] == "baseline"), row["name"]
+    # The precision each runs and, off fp32, the accuracy report's figures: openvino's default (auto) and int8.
+    precisions = {r["name"]: (r["precision"], r["accuracy"]) for r in rows if r["model"] == "yolo"}
+    assert precisions["yolo_onnx"] == ("fp32", None) and precisions["yolo_cuda"] == ("fp32", None)
+    for name, precision in (("yolo_openvino", "auto"), ("yolo_onnx int8", "int8"), ("yolo_openvino int8", "int8")):
+        assert precisions[name][0] == precision and precisions[name][1]["recovered"] >= 0.9, precisions[name]
     markdown = write_results(rows, {"tensorrt": "tensorrt is not installed"}, True, tmp_path)
+    assert "| yolo_openvino int8 | CPU (int8 + fp32) | int8: 9" in markdown
     assert "| yolo_onnx |" in markdown and "| depth_anything_cuda |" in markdown and "tensorrt: skipped" in markdown
     assert "the rtmlib Body node's throughput" in markdown and "the transformers pipeline node's" in markdown
     assert "| grounding_dino_onnx |" in markdown and "the transformers zero-shot pipeline node's" in markdown

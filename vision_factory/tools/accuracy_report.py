@@ -29,6 +29,7 @@ COCO_FOLDER = Path("images") / "coco_mmpose"
 COCO_TRUTH = COCO_FOLDER / "test_coco.json"
 OTHER_IMAGES = (Path("images") / "bus.jpg", Path("images") / "zidane.jpg")
 VIDEO = Path("videos") / "mmpose_demo.mp4"
+COMPARABLE_OUTPUTS = ("detections", "poses", "depth")  # the output kinds vision_factory.accuracy compares
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,9 @@ def report(manifest: Manifest, backend: Backend, values: Mapping[str, Any], prec
     """The report's lines: fp32 first (the reference; compared with itself it recovers everything), then each
     of `precisions`, for a node with parameter `values` prepared for frames of `frame_hw` (models sized by the
     camera; None: the default size)."""
+    if manifest.output not in COMPARABLE_OUTPUTS:
+        raise ConfigError(f"the accuracy report compares {', '.join(COMPARABLE_OUTPUTS)}; {manifest.name} publishes "
+                          f"{manifest.output}")
     choices = precision_choices(backend)
     if "fp32" not in choices:
         raise ConfigError(f"the {backend.name} backend has no fp32 precision to compare with")

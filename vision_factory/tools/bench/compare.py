@@ -56,6 +56,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from vision_factory.manifest import load_manifest
+from vision_factory.parameters import node_parameters
+from vision_factory.tools.accuracy_report import COMPARABLE_OUTPUTS, precision_choices
+from vision_factory.tools.accuracy_report import report as accuracy_report
 from vision_factory.tools.bench.baselines import NODES
 from vision_factory.tools.bench.node_probe import NodeUnderTest, percentiles_ms
 from vision_factory.tools.workspace import (colcon_build, create_workspace, node_command, shared_assets, source_checkout,
@@ -251,11 +254,37 @@ def measure(name: str, command: list[str], answers_topic: str, answer_type: Any,
     return figures
 
 
+def variants(model: str, backend: str, int8_calibration: Path | None) -> list[tuple[str, dict[str, str]]]:
+    """(row name suffix, node parameters) of each node of `model` on `backend` to measure: its defaults, and with
+    `int8_calibration` (frames to calibrate on) its int8 node where the backend has int8."""
+    rows, manifest = [("", {})], load_manifest(model)
+    if int8_calibration is not None and manifest.output in COMPARABLE_OUTPUTS and \
+            "int8" in precision_choices(manifest.backend(backend)):
+        rows.append((" int8", {"precision": "int8", "calibration_data": str(int8_calibration)}))
+    return rows
+
+
+def precision_row(model: str, backend: str, parameters: Mapping[str, str]) -> dict[str, Any]:
+    """The precision a node with `parameters` runs at and, when not fp32, the accuracy report's line of it
+    against fp32 (None where the report does not compare its results, e.g. text)."""
+    manifest = load_manifest(model)
+    row = manifest.backend(backend)
+    values = {**{p.name: p.default for p in node_parameters(manifest, row)}, **parameters}
+    precision = values.get("precision")
+    if precision in (None, "fp32") or manifest.output not in COMPARABLE_OUTPUTS:
+        return {"precision": precision or "-", "accuracy": None}
+    with tempfile.TemporaryDirectory() as cache:
+        lines = accuracy_report(manifest, row, {**values, "cache_dir": cache}, [precision], ASSETS)
+    return {"precision": precision, "accuracy": lines[-1]}
+
+
 def run_suite(suite: Suite, ws: Path, env: dict[str, str], backends: list[str], yolo_weights: Path,
               frames: list[Any], quick: bool, out: Path, domain: int,
-              backend_parameters: Mapping[str, Mapping[str, str]] | None = None) -> list[dict[str, Any]]:
-    """Every runnable backend's node of `suite.model` and its baseline; `backend_parameters`: node parameters
-    per backend (e.g. the remote one's server_url)."""
+              backend_parameters: Mapping[str, Mapping[str, str]] | None = None,
+              int8_calibration: Path | None = None) -> list[dict[str, Any]]:
+    """Every runnable backend's node of `suite.model` (and its int8 node, calibrated on `int8_calibration`, where
+    the backend has one) and its baseline; `backend_parameters`: node parameters per backend (e.g. the remote
+    one's server_url)."""
     import cv2
 
     from vision_factory.ros.image_conversion import image_to_bgr
@@ -266,15 +295,17 @@ def run_suite(suite: Suite, ws: Path, env: dict[str, str], backends: list[str], 
     weights, baseline_args = suite_weights(suite.model, quick, out / "weights", yolo_weights)
     rows = []
     for backend in backends:
-        parameters = {**weights, **(backend_parameters or {}).get(backend, {})}
-        with tempfile.TemporaryDirectory() as cache:
-            raw = raw_inference(suite.model, backend, parameters, env, image, Path(cache) / "raw", plan)
-            package = f"{suite.model}_{backend}"
-            command = node_command(ws, package, package, {**parameters, "cache_dir": cache},
-                                   {"image_raw": "/camera/image_raw"})
-            node = measure(package, command, f"/{package}/{suite.answers}", suite.answer_class(), env, frames,
-                           domain, plan, out, True)
-        rows.append({"name": package, "model": suite.model, "backend": backend, "raw": raw, **node})
+        for suffix, variant in variants(suite.model, backend, int8_calibration):
+            parameters = {**weights, **(backend_parameters or {}).get(backend, {}), **variant}
+            with tempfile.TemporaryDirectory() as cache:
+                raw = raw_inference(suite.model, backend, parameters, env, image, Path(cache) / "raw", plan)
+                package = f"{suite.model}_{backend}"
+                command = node_command(ws, package, package, {**parameters, "cache_dir": cache},
+                                       {"image_raw": "/camera/image_raw"})
+                node = measure(package + suffix, command, f"/{package}/{suite.answers}", suite.answer_class(), env,
+                               frames, domain, plan, out, True)
+            rows.append({"name": package + suffix, "model": suite.model, "backend": backend, "raw": raw, **node,
+                         **precision_row(suite.model, backend, parameters)})
     baseline_raw = next((r["raw"] for r in rows if r["backend"] == suite.raw_backend and not suite.reference_raw),
                         None)
     if baseline_raw is None and importlib.util.find_spec(RUNTIMES[suite.raw_backend]) is not None:
@@ -287,7 +318,7 @@ def run_suite(suite: Suite, ws: Path, env: dict[str, str], backends: list[str], 
         baseline = measure(suite.baseline, command, suite.baseline_topic, suite.answer_class(), env, frames, domain,
                            plan, out, False)
         rows.append({"name": suite.baseline, "model": suite.model, "backend": "baseline", "raw": baseline_raw,
-                     **baseline})
+                     **baseline, "precision": "fp32", "accuracy": None})
     for row in rows:
         raw_p50, e2e_p50 = row["raw"]["p50_ms"], row["e2e"]["p50_ms"]
         row["overhead"] = round(e2e_p50 / raw_p50, 2) if raw_p50 and e2e_p50 else None
@@ -297,24 +328,40 @@ def run_suite(suite: Suite, ws: Path, env: dict[str, str], backends: list[str], 
 
 def run_benchmark(ws: Path, env: dict[str, str], backends_of: dict[str, list[str]], yolo_weights: Path,
                   frames: list[Any], quick: bool, out: Path, domain: int,
-                  backend_parameters: Mapping[str, Mapping[str, str]] | None = None) -> list[dict[str, Any]]:
+                  backend_parameters: Mapping[str, Mapping[str, str]] | None = None,
+                  int8_calibration: Path | None = None) -> list[dict[str, Any]]:
     """Every suite in `backends_of` (model -> the backends to measure it on)."""
     rows = []
     for model, backends in backends_of.items():
         rows += run_suite(SUITES[model], ws, env, backends, yolo_weights, frames, quick, out, domain,
-                          backend_parameters)
+                          backend_parameters, int8_calibration)
     return rows
 
 
+def against_fp32(row: Mapping[str, Any]) -> str:
+    """A row's precision and, for a reduced one, the accuracy report's figures against fp32, in a few words."""
+    line = row.get("accuracy")
+    if line is None:
+        return row.get("precision", "-")
+    if "recovered" in line:
+        return (f"{row['precision']}: {line['recovered']:.1%} of fp32 detections, person AP50 "
+                f"{line['person_ap50']:.3f}")
+    if "keypoint_mean_px" in line:
+        return f"{row['precision']}: keypoints {line['keypoint_mean_px']} px from fp32 (mean)"
+    return f"{row['precision']}: depth {line['depth_mean_relative']:.2%} from fp32 (mean relative)"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
-    header = ("| node | runs on | raw p50 ms | raw fps | e2e p50 ms | e2e p99 ms | e2e / raw | max answers/s | "
-              "at the top input rate: Hz, dropped, latency p50 ms, CPU % | cold start empty / warm s | peak RSS MiB |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|")
+    header = ("| node | runs on | precision (vs fp32) | raw p50 ms | raw fps | e2e p50 ms | e2e p99 ms | e2e / raw | "
+              "max answers/s | at the top input rate: Hz, dropped, latency p50 ms, CPU % | cold start empty / warm s "
+              "| peak RSS MiB |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [header]
     for r in rows:
         top = r["sweep"][-1]
         cold = f"{r['cold_start_empty_s'] if r['cold_start_empty_s'] is not None else '-'} / {r['cold_start_warm_s']}"
-        lines.append(f"| {r['name']} | {r['raw']['active']} | {r['raw']['p50_ms']} | {r['raw']['fps']} | "
+        lines.append(f"| {r['name']} | {r['raw']['active']} | {against_fp32(r)} | {r['raw']['p50_ms']} | "
+                     f"{r['raw']['fps']} | "
                      f"{r['e2e']['p50_ms']} | {r['e2e']['p99_ms']} | {r['overhead']} | {r['max_output_hz']} | "
                      f"{top['input_hz']:g}, {top['dropped']}, {top['latency_p50_ms']}, {top['cpu_percent']} | "
                      f"{cold} | {r['peak_rss_mb']} |")
@@ -435,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--domain", type=int, default=77, help="ROS_DOMAIN_ID of the measured processes")
     parser.add_argument("--server-url", default="", help="the remote backend's server (grpc://HOST:PORT), serving "
                                                           "`vision-factory export --repository` of the same weights")
+    parser.add_argument("--int8", action="store_true", help="also each backend's int8 node where it has one, "
+                                                            "calibrated on --bag")
     args = parser.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
     unknown = [m for m in models if m not in SUITES]
@@ -456,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     rows = run_benchmark(args.workspace, workspace_env(args.workspace), backends_of, args.weights.resolve(),
                          bench_frames(args.bag), args.quick, args.out, args.domain,
-                         {"remote": {"server_url": args.server_url}})
+                         {"remote": {"server_url": args.server_url}}, args.bag if args.int8 else None)
     print(write_results(rows, skipped, args.quick, args.out))
     print(f"[bench] wrote bench.json, bench.md and plots into {args.out}", file=sys.stderr)
     return 0
