@@ -278,3 +278,34 @@ def test_detector_and_pose_match_rtmlibs_own_classes_on_real_images(known_answer
             np.testing.assert_allclose(scores, their_scores, atol=1e-6)
         found += len(theirs)
     assert found >= 15  # 14 annotated people in the COCO images and 4 on bus.jpg, some of them small
+
+
+def test_all_people_of_a_frame_in_one_run_answer_as_rtmlib_one_by_one(tmp_path) -> None:
+    """A pose network with a dynamic batch axis whose answer depends on the crop: one run for every person of
+    the frame gives rtmlib's RTMPose keypoints and scores, person by person, and those of one run each."""
+    from rtmlib import RTMPose
+
+    from vision_factory.tools.stand_in_models import batched_pose_model
+
+    network = batched_pose_model(tmp_path / "batched.onnx")
+    session = OnnxRuntimeSession(network, {"execution_provider": "cpu"})
+    ours = PoseEstimator(session)
+    assert ours.batched and ours.model_input_size == (192, 256)
+    calls = []
+    run = session.run
+    session.run = lambda inputs: calls.append(len(inputs["input"])) or run(inputs)
+    image = cv2.imread(str(asset(ASSETS / "images" / "bus.jpg")))
+    boxes = np.array([[50, 400, 250, 900], [220, 380, 350, 860], [660, 380, 810, 880], [0, 550, 80, 880],
+                      [100, 200, 700, 800]], np.float32)
+    keypoints, scores = ours(image, boxes)
+    assert calls == [5] and keypoints.shape == (5, 17, 2)
+    theirs = RTMPose(str(network), model_input_size=(192, 256), backend="onnxruntime", device="cpu")
+    their_keypoints, their_scores = theirs(image, list(boxes))
+    np.testing.assert_allclose(keypoints, their_keypoints, atol=1e-3)
+    np.testing.assert_allclose(scores, their_scores, atol=1e-5)
+    assert len(set(map(tuple, keypoints[:, 0].round()))) == 5  # the crops answer differently: not vacuous
+    ours.batched, calls[:] = False, []
+    one_by_one = ours(image, boxes)
+    assert calls == [1] * 5
+    np.testing.assert_allclose(one_by_one[0], keypoints, atol=1e-3)
+    np.testing.assert_allclose(one_by_one[1], scores, atol=1e-5)

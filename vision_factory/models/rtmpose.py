@@ -19,7 +19,7 @@ from rtmlib.visualization import skeleton as rtmlib_skeletons
 
 from vision_factory.backends.session import Session
 from vision_factory.models.person_detector import person_detector
-from vision_factory.models.rtmlib_support import ZOO_WEIGHTS, to_blob
+from vision_factory.models.rtmlib_support import ZOO_WEIGHTS
 from vision_factory.poses import Poses, Skeleton
 
 # The weights handling (vision_factory.models.WeightsHandler): ONNX files or rtmlib zoo URLs.
@@ -37,38 +37,55 @@ SKELETONS = {17: "coco17", 133: "coco133", 21: "hand21", 25: "coco25", 26: "halp
 
 
 class PoseEstimator:
-    """RTMPose on a session whose input is (1, 3, height, width) and whose outputs are SimCC x and y,
-    with rtmlib's functions for the crop (bbox_xyxy2cs, top_down_affine) and the decoding
-    (get_simcc_maximum), in the steps its RTMPose class takes."""
+    """RTMPose on a session whose input is (batch, 3, height, width) and whose outputs are SimCC x and y, with
+    rtmlib's functions for the crop (bbox_xyxy2cs, top_down_affine) and the decoding (get_simcc_maximum), in
+    the steps its RTMPose class takes. Every person of a frame goes through one session run when the network's
+    batch axis is dynamic (one run each when it is fixed), and is normalised and decoded in one pass: rtmlib's
+    per-person Python made pose nodes about 3x slower than their networks with many people in view."""
 
     def __init__(self, session: Session):
         height, width = session.input_shape[2:4]
         self.session = session
         self.model_input_size = (width, height)  # rtmlib's order
+        self.batched = session.input_shape[0] == -1
 
-    def preprocess(self, image_bgr: np.ndarray, box_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The normalised (1, 3, H, W) crop around one box (padded by BOX_PADDING, at the model's aspect),
-        and the crop's centre and size (x, y) in source pixels."""
+    def crop(self, image_bgr: np.ndarray, box_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The (H, W, 3) crop around one box (padded by BOX_PADDING, at the model's aspect), and the crop's
+        centre and size (x, y) in source pixels."""
         center, scale = bbox_xyxy2cs(np.asarray(box_xyxy), padding=BOX_PADDING)
         crop, scale = top_down_affine(self.model_input_size, scale, center, image_bgr)
-        return to_blob((crop - MEAN) / STD), center, scale
+        return crop, center, scale
 
-    def postprocess(self, outputs: list[np.ndarray], center: np.ndarray,
-                    scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """SimCC outputs -> keypoints (1, K, 2) in source pixels and their scores (1, K)."""
+    def preprocess(self, image_bgr: np.ndarray, boxes_xyxy: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The normalised (N, 3, H, W) crops around N boxes, and their centres and sizes (N, 2)."""
+        crops, centers, scales = zip(*(self.crop(image_bgr, box)
+                                       for box in np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)))
+        crops = np.stack(crops)
+        blob = np.empty((len(crops), 3, *crops.shape[1:3]), np.float32)
+        for channel in range(3):  # rtmlib's (crop - MEAN) / STD in float64, a plane at a time: the same values
+            blob[:, channel] = (crops[..., channel] - MEAN[channel]) / STD[channel]
+        return blob, np.stack(centers), np.stack(scales)
+
+    def runs(self, blob: np.ndarray) -> list[np.ndarray]:
+        """The crops of a frame through the network: one run, or one per crop when its batch is fixed."""
+        if self.batched or len(blob) == 1:
+            return self.session.run({self.session.input_name: blob})
+        outputs = [self.session.run({self.session.input_name: blob[i:i + 1]}) for i in range(len(blob))]
+        return [np.concatenate(parts) for parts in zip(*outputs)]
+
+    def postprocess(self, outputs: list[np.ndarray], centers: np.ndarray,
+                    scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """SimCC outputs (N, K, bins) -> keypoints (N, K, 2) in source pixels and their scores (N, K)."""
         locations, scores = get_simcc_maximum(outputs[0], outputs[1])
-        keypoints = locations / SIMCC_SPLIT_RATIO / np.array(self.model_input_size) * scale + center - scale / 2
+        keypoints = (locations / SIMCC_SPLIT_RATIO / np.array(self.model_input_size) * scales[:, None]
+                     + centers[:, None] - scales[:, None] / 2)
         return keypoints, scores
 
     def __call__(self, image_bgr: np.ndarray, boxes_xyxy: Any) -> tuple[np.ndarray, np.ndarray]:
         """Keypoints (N, K, 2) in source pixels and their scores (N, K) for N >= 1 boxes."""
-        keypoints, scores = [], []
-        for box in np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4):
-            blob, center, scale = self.preprocess(image_bgr, box)
-            found, score = self.postprocess(self.session.run({self.session.input_name: blob}), center, scale)
-            keypoints.append(found)
-            scores.append(score)
-        return np.concatenate(keypoints).astype(np.float32), np.concatenate(scores).astype(np.float32)
+        blob, centers, scales = self.preprocess(image_bgr, boxes_xyxy)
+        keypoints, scores = self.postprocess(self.runs(blob), centers, scales)
+        return keypoints.astype(np.float32), scores.astype(np.float32)
 
 
 def skeleton_for(keypoint_count: int, logger: Any = logging.getLogger(__name__)) -> Skeleton:

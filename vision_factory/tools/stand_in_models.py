@@ -66,6 +66,32 @@ def known_answer_pose_model(path: Path, bins: np.ndarray) -> Path:
     return path
 
 
+def batched_pose_model(path: Path, keypoints: int = KEYPOINTS, seed: int = 0) -> Path:
+    """RTMPose's signature with a dynamic batch axis (input [N, 3, 256, 192] -> simcc_x [N, K, 384], simcc_y
+    [N, K, 512]) whose outputs depend on the crop: 32 x 32 average pooling, then a random linear map per
+    axis (fixed seed). For checking that a batch answers as its crops one by one, and as rtmlib does."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(seed)
+    pooled = 3 * (INPUT_WH[1] // 32) * (INPUT_WH[0] // 32)
+    bins = {"simcc_x": int(INPUT_WH[0] * SPLIT), "simcc_y": int(INPUT_WH[1] * SPLIT)}
+    nodes = [helper.make_node("AveragePool", ["input"], ["pooled"], kernel_shape=[32, 32], strides=[32, 32]),
+             helper.make_node("Flatten", ["pooled"], ["features"])]
+    initializers, outputs = [], []
+    for name, count in bins.items():
+        weights = (rng.standard_normal((pooled, keypoints * count)) * 0.1).astype(np.float32)
+        initializers += [onnx.numpy_helper.from_array(weights, f"{name}_weights"),
+                         onnx.numpy_helper.from_array(np.array([-1, keypoints, count], np.int64), f"{name}_shape")]
+        nodes += [helper.make_node("MatMul", ["features", f"{name}_weights"], [f"{name}_flat"]),
+                  helper.make_node("Reshape", [f"{name}_flat", f"{name}_shape"], [name])]
+        outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", keypoints, count]))
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, INPUT_WH[1], INPUT_WH[0]])]
+    graph = helper.make_graph(nodes, "batched_rtmpose", inputs, outputs, initializers)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
 def fixed_boxes_detector(path: Path, boxes_xyxy: np.ndarray, scores: np.ndarray) -> Path:
     """OpenMMLab end-to-end YOLOX's signature (input [1, 3, 640, 640]; dets [1, N, 5], labels [1, N]) that
     returns these boxes (letterboxed pixels) and scores whatever the input."""

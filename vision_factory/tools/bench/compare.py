@@ -10,8 +10,9 @@ and input size:
   yolo            baseline: an rclpy node calling ultralytics predict per frame (as yolo_ros does);
                   weights: the real YOLOv8n checkpoint in ../shared/assets
   rtmpose         baseline: rtmlib's Body pipeline in an rclpy node; the real YOLOX-nano person detector,
-                  and an RTMPose stand-in with RTMPose's signature but almost no compute (no real RTMPose
-                  weights here): the rows measure the detector and the pipeline around the networks
+                  and an RTMPose stand-in with RTMPose's signature (a dynamic batch axis) but almost no compute
+                  (no real RTMPose weights here): the rows measure the detector and the pipeline around the
+                  networks
   depth_anything  baseline: transformers' depth-estimation pipeline in an rclpy node; the real
                   Depth-Anything-V2-Small architecture built from its config (speed does not depend on
                   the weights' values; --quick uses a tiny one)
@@ -135,15 +136,14 @@ FLORENCE2_TASK, FLORENCE2_TOKENS = "caption", 48
 
 def suite_weights(model: str, quick: bool, folder: Path, yolo_weights: Path) -> tuple[dict[str, str], list[str]]:
     """The node parameters naming `model`'s benchmark weights, and the baseline's arguments for the same."""
-    from vision_factory.tools.stand_in_models import (depth_anything_checkpoint, florence2_checkpoint,
-                                                      grounding_dino_checkpoint, known_answer_pose_model, peak_bins,
-                                                      sam_checkpoint)
+    from vision_factory.tools.stand_in_models import (batched_pose_model, depth_anything_checkpoint,
+                                                      florence2_checkpoint, grounding_dino_checkpoint, sam_checkpoint)
 
     folder.mkdir(parents=True, exist_ok=True)
     if model == "yolo":
         return {"model": str(yolo_weights)}, ["yolo", "--weights", str(yolo_weights), "--imgsz", "640"]
     if model == "rtmpose":
-        pose = known_answer_pose_model(folder / "rtmpose_stand_in.onnx", peak_bins())
+        pose = batched_pose_model(folder / "rtmpose_stand_in.onnx")
         detector = ASSETS / "models" / "yolox_nano_8xb8-300e_humanart-40f6f0d0.onnx"
         return {"model": str(pose), "detector_model": str(detector)}, ["pose", "--detector", str(detector),
                                                                         "--pose", str(pose)]

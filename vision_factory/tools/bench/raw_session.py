@@ -7,7 +7,8 @@ image.
 Prints one JSON object (active provider/device, p50/p90/p99 ms, frames per second, the p50 of each network
 run of a frame, MB of tensors a frame moves in and out of the sessions: what a remote backend sends over the
 network). One iteration runs every network a frame needs: YOLO, depth and Grounding DINO (with the prompt
-given) one; RTMPose the detector, then the pose network for each person found; SAM its image encoder, then
+given) one; RTMPose the detector, then the pose network on the people found (one run, or one each for a
+network of a fixed batch); SAM its image encoder, then
 its decoder on the boxes given; Florence-2 its encoder, then its decoder once per token of the answer (with time
 to the first token and tokens per second; --reference: transformers' own generate timed the same way). The
 benchmark runs it in a fresh process per backend so no other runtime's threads or memory share the measurement.
@@ -38,12 +39,15 @@ def _detections(model: Any, image: np.ndarray) -> Feed:
 
 
 def _poses(model: Any, image: np.ndarray) -> Feed:
-    """The detector once, then the pose network once per person the node would estimate."""
+    """The detector once, then the pose network on the people the node would estimate: one run for all of
+    them (one each for a network of a fixed batch)."""
     blob, _ = model.detector.preprocess(image)
     boxes = model(image).boxes_xyxy  # the people found at the node's default thresholds
-    crops = [model.estimator.preprocess(image, box)[0] for box in boxes]
+    estimator = model.estimator
+    crops = estimator.preprocess(image, boxes)[0] if len(boxes) else []
+    batches = [crops] if estimator.batched and len(boxes) else [crops[i:i + 1] for i in range(len(crops))]
     return [(model.detector.session, {model.detector.session.input_name: blob})] + [
-        (model.estimator.session, {model.estimator.session.input_name: crop}) for crop in crops]
+        (estimator.session, {estimator.session.input_name: batch}) for batch in batches]
 
 
 def _depth(model: Any, image: np.ndarray) -> Feed:
