@@ -137,3 +137,28 @@ def test_quantize_builds_the_int8_network_once_and_reports_it_against_fp32(tmp_p
     assert abs(int8["person_ap50"] - fp32["person_ap50"]) <= 0.01
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "quantising" not in again.stderr and "loaded the cached int8" in again.stderr
+
+
+def test_the_report_compares_keypoints_and_depth_too(tmp_path) -> None:
+    """The pose and depth paths of the report, on stand-ins (no real RTMPose or depth weights here): openvino
+    bf16 against fp32 moves keypoints and depth a little, and not at all at fp32."""
+    pytest.importorskip("transformers")
+    from vision_factory.manifest import load_manifest
+    from vision_factory.parameters import node_parameters
+    from vision_factory.tools.accuracy_report import report
+    from vision_factory.tools.stand_in_models import batched_pose_model, depth_anything_checkpoint
+
+    detector = asset(ASSETS / "models" / "yolox_nano_8xb8-300e_humanart-40f6f0d0.onnx")
+    cases = {"rtmpose": {"model": str(batched_pose_model(tmp_path / "pose.onnx")), "detector_model": str(detector)},
+             "depth_anything": {"model": str(depth_anything_checkpoint(tmp_path / "depth"))}}
+    lines = {}
+    for model, weights in cases.items():
+        manifest = load_manifest(model)
+        backend = manifest.backend("openvino")
+        values = {**{p.name: p.default for p in node_parameters(manifest, backend)}, **weights,
+                  "cache_dir": str(tmp_path / "cache")}
+        lines[model] = report(manifest, backend, values, ["bf16"], ASSETS)
+    (pose_fp32, pose_bf16), (depth_fp32, depth_bf16) = lines["rtmpose"], lines["depth_anything"]
+    assert pose_fp32["fp32_people"] == pose_fp32["people_found"] >= 14 and pose_fp32["keypoint_max_px"] == 0
+    assert pose_bf16["people_found"] >= pose_fp32["fp32_people"] - 2 and 0 < pose_bf16["keypoint_mean_px"] < 20
+    assert depth_fp32["depth_mean_relative"] == 0 and 0 < depth_bf16["depth_mean_relative"] < 0.1
