@@ -84,11 +84,11 @@ def test_thread_settings_reach_each_runtime(doubling_onnx: Path, tmp_path: Path)
     from vision_factory.backends.openvino_session import OpenVinoSession, convert_onnx
     from vision_factory.backends.torch_session import TorchSession
 
-    ort_session = OnnxRuntimeSession(doubling_onnx, {"inference_threads": 1, "allow_spinning": True})._session
+    ort_session = OnnxRuntimeSession(doubling_onnx, {"inference_threads": 1, "allow_spinning": False})._session
     assert ort_session.get_session_options().intra_op_num_threads == 1
-    assert ort_session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert ort_session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
     default = OnnxRuntimeSession(doubling_onnx, {})._session.get_session_options()
-    assert default.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert default.get_session_config_entry("session.intra_op.allow_spinning") == "1"
     xml = tmp_path / "model.xml"
     convert_onnx(doubling_onnx, xml, {}, logging.getLogger("t"))
     assert OpenVinoSession(xml, {"device": "CPU", "inference_threads": 1})._compiled.get_property(

@@ -76,7 +76,7 @@ class OnnxRuntimeSession:
         settings = ort.SessionOptions()
         settings.intra_op_num_threads = int(options.get("inference_threads", 0))
         settings.add_session_config_entry("session.intra_op.allow_spinning",
-                                          "1" if options.get("allow_spinning", False) else "0")
+                                          "1" if options.get("allow_spinning", True) else "0")
         self._session = ort.InferenceSession(str(model_path), settings, providers=chosen,
                                              provider_options=provider_options)
         first = self._session.get_inputs()[0]
