@@ -84,6 +84,6 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 @pytest.fixture(scope="session")
 def frames() -> list:
     """The recorded camera frames (sensor_msgs/Image) of the bag."""
-    from vision_factory.tools.bag_replay import read_images
+    from vision_factory.recorded_images import read_images
 
     return read_images(asset(BAG))

@@ -24,8 +24,9 @@ from std_msgs.msg import Header
 from vision_factory.manifest import load_manifest
 from vision_factory.output_kinds import OutputKind
 from vision_factory.ros import messages
-from vision_factory.ros.image_conversion import image_to_bgr
-from vision_factory.tools.bag_replay import BagMessage, ReplayProbe
+from vision_factory.image_conversion import image_to_bgr
+from vision_factory.recorded_images import BagMessage
+from vision_factory.tools.bag_replay import ReplayProbe
 from vision_factory.tools.bench.node_probe import discovery_failed
 from vision_factory.tools.workspace import node_command, start_process, stop
 

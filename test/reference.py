@@ -45,7 +45,9 @@ def ultralytics_predict(weights: Path, image_bgr: np.ndarray, conf: float, iou: 
     """ultralytics' own predict on the same square letterboxed size (rect=False)."""
     from ultralytics import YOLO
 
-    model = _MODELS.setdefault(str(weights), YOLO(str(weights), task="detect"))
+    if str(weights) not in _MODELS:  # setdefault would load the weights on every call
+        _MODELS[str(weights)] = YOLO(str(weights), task="detect")
+    model = _MODELS[str(weights)]
     result = model.predict(image_bgr, imgsz=imgsz, conf=conf, iou=iou, rect=False, verbose=False)[0]
     return [Box(result.names[int(c)], float(s), tuple(map(float, b)))
             for b, s, c in zip(result.boxes.xyxy.tolist(), result.boxes.conf.tolist(), result.boxes.cls.tolist())]

@@ -18,9 +18,10 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from node_harness import diagnostics_of, launched, results_of  # noqa: E402
-from vision_factory.ros.image_conversion import image_to_bgr  # noqa: E402
+from vision_factory.image_conversion import image_to_bgr  # noqa: E402
 from vision_factory.ros.messages import bgr8_image  # noqa: E402
-from vision_factory.tools.bag_replay import decode, read_images  # noqa: E402
+from vision_factory.recorded_images import read_images  # noqa: E402
+from vision_factory.tools.bag_replay import decode  # noqa: E402
 
 # Round robin shares the model max-min fairly, however fast the machine: a camera gets every frame it sends
 # while that is less than an equal share of the answers, else at least that share. Allowed: FAIRNESS of it

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vision_factory.ros.image_conversion import (ENCODINGS, ImageDecodeError, compressed_to_bgr,
+from vision_factory.image_conversion import (ENCODINGS, ImageDecodeError, compressed_to_bgr,
                                              image_to_bgr)
 
 RNG = np.random.default_rng(0)

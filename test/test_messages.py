@@ -43,7 +43,7 @@ def test_label_info_lists_every_class() -> None:
 
 
 def test_bgr8_image_round_trips() -> None:
-    from vision_factory.ros.image_conversion import image_to_bgr
+    from vision_factory.image_conversion import image_to_bgr
 
     image = np.random.default_rng(0).integers(0, 256, (4, 6, 3), dtype=np.uint8)
     msg = messages.bgr8_image(image, HEADER)

@@ -17,7 +17,7 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from node_harness import next_domain  # noqa: E402
 from vision_factory.generator import plan_package  # noqa: E402
-from vision_factory.ros.image_conversion import ENCODINGS, compressed_to_bgr, image_to_bgr  # noqa: E402
+from vision_factory.image_conversion import ENCODINGS, compressed_to_bgr, image_to_bgr  # noqa: E402
 from vision_factory.ros.node import InferenceNode  # noqa: E402
 
 

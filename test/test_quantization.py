@@ -43,6 +43,13 @@ def test_calibration_frames_from_a_folder_a_video_and_a_bag(tmp_path: Path) -> N
     assert [int(f[0, 0, 0]) for f in frames] == [0, 90, 180]  # evenly through the sorted files
     video, bag = calibration_frames(str(asset(VIDEO))), calibration_frames(str(asset(BAG)))
     assert len(video) == len(bag) == 5 and video[0].shape == bag[0].shape == (540, 960, 3)
+    pytest.importorskip("rclpy")
+    from vision_factory.image_conversion import image_to_bgr
+    from vision_factory.recorded_images import read_images
+    from vision_factory.tools.bag_replay import decode
+
+    # rosbags' deserialisation (no ROS needed) gives the frames rclpy's does
+    assert all(np.array_equal(b, image_to_bgr(m)) for b, m in zip(bag, decode(read_images(asset(BAG)))))
 
 
 @pytest.mark.parametrize("source, message", [

@@ -14,7 +14,7 @@ from reference import from_detections, from_message, mismatches, ultralytics_pre
 pytest.importorskip("rclpy")
 from node_harness import decoded, launched, next_domain, replay_and_collect, set_parameter  # noqa: E402
 
-from vision_factory.tools.bag_replay import read_images  # noqa: E402
+from vision_factory.recorded_images import read_images  # noqa: E402
 from vision_factory.tools.workspace import node_command, stop  # noqa: E402
 
 CONF = 0.25

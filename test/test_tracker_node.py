@@ -23,7 +23,7 @@ from std_msgs.msg import Header  # noqa: E402
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose  # noqa: E402
 
 from vision_factory.ros.messages import boxes_xyxy  # noqa: E402
-from vision_factory.tools.bag_replay import BagMessage  # noqa: E402
+from vision_factory.recorded_images import BagMessage  # noqa: E402
 from vision_factory.tools.workspace import stop  # noqa: E402
 from vision_factory.tracking import DetectionTracker, TrackerSettings  # noqa: E402
 

@@ -67,15 +67,18 @@ def _evenly(items: list, limit: int) -> list:
 
 
 def _bag_frames(bag: Path) -> list[np.ndarray]:
-    from vision_factory.ros.image_conversion import compressed_to_bgr, image_to_bgr
-    from vision_factory.tools.bag_replay import decode, read_images
+    if importlib.util.find_spec("rosbags") is None:
+        raise ConfigError(f"calibration_data '{bag}' is a rosbag2 folder: reading it needs rosbags (pip install "
+                          f"rosbags), or give a folder of images or a video")
+    from vision_factory.image_conversion import compressed_to_bgr, image_to_bgr
+    from vision_factory.recorded_images import deserialize, read_images
 
     try:
         messages = read_images(bag)
     except ValueError:
         messages = read_images(bag, compressed=True)
     convert = compressed_to_bgr if messages and messages[0].msgtype.endswith("CompressedImage") else image_to_bgr
-    return [convert(message) for message in decode(_evenly(messages, CALIBRATION_FRAMES))]
+    return [convert(message) for message in deserialize(_evenly(messages, CALIBRATION_FRAMES))]
 
 
 @dataclass
@@ -220,11 +223,6 @@ def _network_sha256(path: Path) -> str:
     """sha256 of a network file, and of its weights beside it (an OpenVINO IR's .bin)."""
     weights = path.with_suffix(".bin")
     return sha256_path(path) + (sha256_path(weights) if path.suffix == ".xml" and weights.is_file() else "")
-
-
-def calibration_problem(source: str) -> str:
-    """'' if `source` can be calibration data (or is empty: not needed until precision int8), else why not."""
-    return f"'{source}' does not exist" if source and not Path(source).expanduser().exists() else ""
 
 
 def quantized_artifacts(backend: Backend, artifacts: Mapping[str, Artifact], values: Mapping[str, Any],

@@ -107,10 +107,8 @@ class Backend:
 
     def option_problem(self, name: str, value: Any) -> str:
         """'' if `value` can work for setting `name` of this backend, else why not (naming what is valid)."""
-        if name == _CALIBRATION_DATA.name:
-            from vision_factory.quantization import calibration_problem
-
-            return calibration_problem(str(value))
+        if name == _CALIBRATION_DATA.name:  # empty is fine until precision int8 needs it
+            return f"'{value}' does not exist" if value and not Path(str(value)).expanduser().exists() else ""
         return self._needs_runtime(self.runtime.option_problem, name, value)
 
 

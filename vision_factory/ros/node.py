@@ -46,7 +46,7 @@ from vision_factory.parameters import ParameterSpec, active_weights, node_parame
 from vision_factory.prompt_matching import StampMatcher
 from vision_factory.ros import diagnostics, messages
 from vision_factory.ros.camera_input import CameraInput
-from vision_factory.ros.image_conversion import ImageDecodeError, compressed_to_bgr, image_to_bgr
+from vision_factory.image_conversion import ImageDecodeError, compressed_to_bgr, image_to_bgr
 from vision_factory.ros.outputs import OUTPUTS
 
 ERROR_THROTTLE_S = 5.0

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import cv2
 
-from vision_factory.ros.image_conversion import image_to_bgr
-from vision_factory.tools.bag_replay import ReplayProbe, read_images
+from vision_factory.image_conversion import image_to_bgr
+from vision_factory.recorded_images import read_images
+from vision_factory.tools.bag_replay import ReplayProbe
 from vision_factory.tools.recording import Recorder
 from vision_factory.tools.workspace import (colcon_build, create_workspace, node_command, shared_assets, source_checkout,
                                       start_process, stop, workspace_env)

@@ -37,7 +37,7 @@ def ultralytics_predict(args: argparse.Namespace) -> tuple[type, Callable[[Any],
 
     from vision_factory.detections import Detections
     from vision_factory.models.yolo_weights import load_checkpoint
-    from vision_factory.ros.image_conversion import image_to_bgr
+    from vision_factory.image_conversion import image_to_bgr
     from vision_factory.ros.messages import detection_array
 
     model = load_checkpoint(args.weights)
@@ -60,7 +60,7 @@ def rtmlib_body(args: argparse.Namespace) -> tuple[type, Callable[[Any], Any]]:
 
     from vision_factory.models.rtmpose import skeleton_for
     from vision_factory.poses import Poses
-    from vision_factory.ros.image_conversion import image_to_bgr
+    from vision_factory.image_conversion import image_to_bgr
     from vision_factory.ros.pose_messages import pose_array
 
     def input_size(path: str) -> tuple[int, int]:  # rtmlib wants the size it would otherwise guess wrong
@@ -87,7 +87,7 @@ def transformers_pipeline(args: argparse.Namespace) -> tuple[type, Callable[[Any
     from sensor_msgs.msg import Image
     from transformers import pipeline
 
-    from vision_factory.ros.image_conversion import image_to_bgr
+    from vision_factory.image_conversion import image_to_bgr
     from vision_factory.ros.messages import depth_image
 
     estimate = pipeline("depth-estimation", model=args.model, device=args.device)
@@ -107,7 +107,7 @@ def transformers_zero_shot(args: argparse.Namespace) -> tuple[type, Callable[[An
 
     from vision_factory.detections import Detections
     from vision_factory.models.grounding_text import phrases
-    from vision_factory.ros.image_conversion import image_to_bgr
+    from vision_factory.image_conversion import image_to_bgr
     from vision_factory.ros.messages import detection_array
 
     detect = pipeline("zero-shot-object-detection", model=args.model, device=args.device)
@@ -133,7 +133,7 @@ def transformers_sam(args: argparse.Namespace) -> tuple[type, Callable[[Any], An
     from transformers import AutoModel, AutoProcessor
 
     from vision_factory.masks import label_image, parse_boxes
-    from vision_factory.ros.image_conversion import image_to_bgr
+    from vision_factory.image_conversion import image_to_bgr
     from vision_factory.ros.messages import mono16_image
 
     processor = AutoProcessor.from_pretrained(args.model)
@@ -162,7 +162,7 @@ def transformers_florence2(args: argparse.Namespace) -> tuple[type, Callable[[An
     from vision_factory_msgs.msg import GeneratedText
 
     from vision_factory.models.florence2_tasks import TASKS
-    from vision_factory.ros.image_conversion import image_to_bgr
+    from vision_factory.image_conversion import image_to_bgr
 
     processor = AutoProcessor.from_pretrained(args.model)
     model = AutoModelForImageTextToText.from_pretrained(args.model).to(args.device).eval()

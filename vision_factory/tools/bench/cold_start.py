@@ -15,7 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from vision_factory.tools.bag_replay import decode, read_images
+from vision_factory.recorded_images import read_images
+from vision_factory.tools.bag_replay import decode
 from vision_factory.tools.bench.node_probe import NodeUnderTest
 from vision_factory.tools.workspace import (colcon_build, create_workspace, node_command, shared_assets, source_checkout,
                                       workspace_env)

@@ -175,9 +175,10 @@ def bench_frames(bag: Path) -> list[Any]:
     """The bag's frames as 640x480 bgr8 sensor_msgs/Image."""
     import cv2
 
-    from vision_factory.ros.image_conversion import image_to_bgr
+    from vision_factory.image_conversion import image_to_bgr
     from vision_factory.ros.messages import bgr8_image
-    from vision_factory.tools.bag_replay import decode, read_images
+    from vision_factory.recorded_images import read_images
+    from vision_factory.tools.bag_replay import decode
 
     return [bgr8_image(cv2.resize(image_to_bgr(msg), FRAME_WH, interpolation=cv2.INTER_AREA), msg.header)
             for msg in decode(read_images(bag))]
@@ -287,7 +288,7 @@ def run_suite(suite: Suite, ws: Path, env: dict[str, str], backends: list[str], 
     one's server_url)."""
     import cv2
 
-    from vision_factory.ros.image_conversion import image_to_bgr
+    from vision_factory.image_conversion import image_to_bgr
 
     plan = suite.plan(quick)
     image = out / "bench_frame.png"  # the raw figures use the first frame the nodes get

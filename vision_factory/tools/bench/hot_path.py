@@ -35,7 +35,7 @@ SIZES = {"640x480 bgr8": ((640, 480), "bgr8"), "1920x1080 bgr8": ((1920, 1080), 
 
 def stage_times(runner: Any, msg: Any, frames: int) -> dict[str, float | None]:
     """p50 ms of each stage over `frames` runs of one message."""
-    from vision_factory.ros.image_conversion import image_to_bgr
+    from vision_factory.image_conversion import image_to_bgr
     from vision_factory.ros.messages import detection_array
 
     model, options = runner.model, {"confidence_threshold": 0.25, "iou_threshold": 0.7, "classes": None,

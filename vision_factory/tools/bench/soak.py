@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from vision_factory.tools.bag_replay import decode, read_images
+from vision_factory.recorded_images import read_images
+from vision_factory.tools.bag_replay import decode
 from vision_factory.tools.bench.node_probe import NodeUnderTest, resident_mb
 from vision_factory.tools.workspace import (colcon_build, create_workspace, node_command, shared_assets, source_checkout,
                                       workspace_env)
