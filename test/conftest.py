@@ -43,16 +43,65 @@ def cached_model_without_torch(model: str, weights: Path, cache: Path, call: str
     return result.stdout
 
 
-@pytest.fixture(autouse=True)
-def _last_resort_timeout(request: pytest.FixtureRequest):
-    """If a test outlives its pytest-timeout by a minute (its timer thread never got the GIL), the C-level
-    faulthandler dumps the stacks and ends the worker; pytest-xdist reports that test failed and goes on."""
-    marker = request.node.get_closest_marker("timeout")
-    seconds = float(marker.args[0] if marker else request.config.getini("timeout") or 0)
-    if seconds > 0:
-        faulthandler.dump_traceback_later(seconds + 60, exit=True)
-    yield
+# Each pytest-xdist worker's stdout and stderr go to a file here, so that what it wrote as it died (faulthandler's
+# stack of a segmentation fault, pytest-timeout's stack dump, which a worker otherwise writes to /dev/null, the
+# watchdog's) reaches the report of the test that crashed it; on the terminal it was lost among other lines.
+WORKER_LOGS = Path(os.environ.get("VISION_FACTORY_WORKER_LOGS", ROOT / ".cache" / "test-workers"))
+_worker_log: int | None = None  # its descriptor
+
+
+@pytest.hookimpl(tryfirst=True)  # before the faulthandler plugin duplicates stderr
+def pytest_configure(config: pytest.Config) -> None:
+    global _worker_log
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        WORKER_LOGS.mkdir(parents=True, exist_ok=True)
+        path = WORKER_LOGS / f"{worker}.log"
+        path.write_bytes(b"")
+        _worker_log = os.open(path, os.O_WRONLY | os.O_APPEND)  # appended by every descriptor of it
+        os.dup2(_worker_log, 1)
+        os.dup2(_worker_log, 2)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched: object) -> None:
+    """pytest-xdist's hook for a test whose worker died: the end of that worker's output goes into the report."""
+    log = WORKER_LOGS / f"{report.node.gateway.id}.log"
+    lines = log.read_text(errors="replace").splitlines() if log.is_file() else ["(no log file)"]
+    lines = [line for line in lines if not any(f"/{frames}/" in line for frames in ("_pytest", "pluggy", "execnet"))]
+    report.longrepr = (f"{report.longrepr}\nthe end of the worker's output ({log}); no stack below and a memory "
+                       f"line last means it was killed from outside (SIGKILL: the out-of-memory killer?):\n"
+                       + "\n".join(lines[-120:]))
+
+
+def _memory_line(nodeid: str) -> str:
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    available = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                      if line.startswith("MemAvailable:")), "?")
+    return (f"[{nodeid}] worker rss {status.get('VmRSS', '?').strip()}, peak {status.get('VmHWM', '?').strip()}; "
+            f"machine available {available} kB\n")
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: object) -> bool | None:
+    """In a worker, a test's timeout (pytest-timeout's setting or marker) is faulthandler's watchdog: a C thread
+    that fires even while native code holds the GIL (seen: Fast DDS deadlocked tearing down a transport) and
+    writes every thread's stack to the worker's log before ending the worker; pytest-xdist reports that test
+    failed, with the stacks (pytest_handlecrashitem), and a new worker runs the rest."""
+    if _worker_log is None:
+        return None  # not a worker: pytest-timeout's own timer
+    os.write(_worker_log, _memory_line(item.nodeid).encode())
+    if settings.timeout > 0:
+        faulthandler.dump_traceback_later(settings.timeout, exit=True, file=_worker_log)
+    return True
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_timeout_cancel_timer(item: pytest.Item) -> bool | None:
+    if _worker_log is None:
+        return None
     faulthandler.cancel_dump_traceback_later()
+    return True
 
 
 def asset(path: Path) -> Path:

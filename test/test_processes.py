@@ -3,6 +3,7 @@ parent (a segmentation fault), not after a normal exit that forgot them, and sto
 started in turn."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -63,18 +64,29 @@ def test_hangs_in_native_code():
 
 def test_after_it():
     pass
+
+def test_segfaults():
+    ctypes.string_at(0)
 '''
 
 
-def test_a_test_hung_in_native_code_fails_alone_and_its_children_die(tmp_path: Path) -> None:
-    """The suite's settings (setup.cfg): the hung test fails at its timeout, the run goes on to the next
-    test and its report, and the node the hung test started does not outlive it."""
+def test_a_hung_or_crashed_test_fails_alone_with_its_stacks_and_its_children_die(tmp_path: Path) -> None:
+    """The suite's settings (setup.cfg, conftest.py): the hung test fails at its timeout and the crashed one
+    at its crash, each report shows the stack where it stopped, the run goes on to the next test and its
+    report, and the node the hung test started does not outlive it."""
     (tmp_path / "test_hung.py").write_text(HUNG_SUITE)
-    setup_cfg = Path(__file__).resolve().parent.parent / "setup.cfg"
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")]),
+           "VISION_FACTORY_WORKER_LOGS": str(tmp_path / "workers")}  # not this run's workers' logs
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "pytest", "-c", str(setup_cfg), "--rootdir", str(tmp_path),
-                             "-n", "1", "--max-worker-restart", "2", "-p", "no:cacheprovider", "test_hung.py"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "pytest", "-c", str(tests.parent / "setup.cfg"), "--rootdir",
+                             str(tmp_path), "-p", "conftest", "-n", "1", "--max-worker-restart", "2", "-p",
+                             "no:cacheprovider", "test_hung.py"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=120)
     assert time.monotonic() - started < 60, result.stdout
-    assert "1 failed, 1 passed" in result.stdout and "crashed while running" in result.stdout, result.stdout
+    assert "2 failed, 1 passed" in result.stdout, result.stdout
+    report = result.stdout.split("= FAILURES =")[1]
+    assert "Timeout (0:00:03)!" in report and "line 9 in test_hangs_in_native_code" in report, report
+    assert "Fatal Python error: Segmentation fault" in report and "in test_segfaults" in report, report
+    assert "[test_hung.py::test_segfaults] worker rss" in report, report
     assert gone_soon(int((tmp_path / "child.pid").read_text().split()[1]))
