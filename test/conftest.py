@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -63,22 +64,40 @@ def pytest_configure(config: pytest.Config) -> None:
         os.dup2(_worker_log, 2)
 
 
+_crashes: list[tuple[str, str]] = []  # (test, its report), in the controller
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched: object) -> None:
-    """pytest-xdist's hook for a test whose worker died: the end of that worker's output goes into the report."""
+    """pytest-xdist's hook for a test whose worker died (a native crash, its timeout, a kill from outside): the
+    end of that worker's output goes into the report, and the test runs once more in a fresh worker, since
+    what the worker died of may be the machine's (CI once lost two workers silently, neither test failing
+    here in many runs). Every crash is printed at the end of the run (pytest_terminal_summary); a test that
+    crashes its worker twice fails."""
     log = WORKER_LOGS / f"{report.node.gateway.id}.log"
     lines = log.read_text(errors="replace").splitlines() if log.is_file() else ["(no log file)"]
     lines = [line for line in lines if not any(f"/{frames}/" in line for frames in ("_pytest", "pluggy", "execnet"))]
     report.longrepr = (f"{report.longrepr}\nthe end of the worker's output ({log}); no stack below and a memory "
                        f"line last means it was killed from outside (SIGKILL: the out-of-memory killer?):\n"
                        + "\n".join(lines[-120:]))
+    first = all(test != crashitem for test, _ in _crashes)
+    _crashes.append((crashitem, str(report.longrepr)))
+    if first:
+        sched.mark_test_pending(crashitem)
+        report.outcome = "rerun"  # shown as R by pytest-rerunfailures
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for test, text in _crashes:
+        terminalreporter.write_sep("=", f"worker crashed in {test}", red=True)
+        terminalreporter.write_line(text)
 
 
 def _memory_line(nodeid: str) -> str:
     status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
     available = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
                       if line.startswith("MemAvailable:")), "?")
-    return (f"[{nodeid}] worker rss {status.get('VmRSS', '?').strip()}, peak {status.get('VmHWM', '?').strip()}; "
+    return (f"[{nodeid}] {time.strftime('%H:%M:%S')} worker rss {status.get('VmRSS', '?').strip()}, peak {status.get('VmHWM', '?').strip()}; "
             f"machine available {available} kB\n")
 
 
