@@ -45,8 +45,8 @@ def cached_model_without_torch(model: str, weights: Path, cache: Path, call: str
 
 
 # Each pytest-xdist worker's stdout and stderr go to a file here, so that what it wrote as it died (faulthandler's
-# stack of a segmentation fault, pytest-timeout's stack dump, which a worker otherwise writes to /dev/null, the
-# watchdog's) reaches the report of the test that crashed it; on the terminal it was lost among other lines.
+# stacks of a segmentation fault or of a timeout, below) reaches the report of the test that crashed it: on the
+# terminal it was lost among other lines, and a worker's stdout is /dev/null.
 WORKER_LOGS = Path(os.environ.get("VISION_FACTORY_WORKER_LOGS", ROOT / ".cache" / "test-workers"))
 _worker_log: int | None = None  # its descriptor
 
