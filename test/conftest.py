@@ -54,7 +54,8 @@ _worker_log: int | None = None  # its descriptor
 @pytest.hookimpl(tryfirst=True)  # before the faulthandler plugin duplicates stderr
 def pytest_configure(config: pytest.Config) -> None:
     global _worker_log
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    # A pytest-xdist worker's id; not PYTEST_XDIST_WORKER, which a pytest that a test starts inherits.
+    worker = getattr(config, "workerinput", {}).get("workerid")
     if worker:
         WORKER_LOGS.mkdir(parents=True, exist_ok=True)
         path = WORKER_LOGS / f"{worker}.log"

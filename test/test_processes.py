@@ -79,8 +79,9 @@ def test_a_hung_or_crashed_test_runs_once_more_then_fails_alone_with_its_stacks(
     started do not outlive it."""
     (tmp_path / "test_hung.py").write_text(HUNG_SUITE)
     tests = Path(__file__).resolve().parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")]),
-           "VISION_FACTORY_WORKER_LOGS": str(tmp_path / "workers")}  # not this run's workers' logs
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PYTEST_XDIST")}  # ours
+    env.update(PYTHONPATH=os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")]),
+               VISION_FACTORY_WORKER_LOGS=str(tmp_path / "workers"))  # not this run's workers' logs
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "pytest", "-c", str(tests.parent / "setup.cfg"), "--rootdir",
                              str(tmp_path), "-p", "conftest", "-n", "1", "--max-worker-restart", "5", "-p",
