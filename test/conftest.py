@@ -98,16 +98,16 @@ def _memory_line(nodeid: str) -> str:
     status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
     available = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
                       if line.startswith("MemAvailable:")), "?")
-    return (f"[{nodeid}] {time.strftime('%H:%M:%S')} worker rss {status.get('VmRSS', '?').strip()}, peak {status.get('VmHWM', '?').strip()}; "
-            f"machine available {available} kB\n")
+    rss, peak = (status.get(key, "?").strip() for key in ("VmRSS", "VmHWM"))
+    return f"[{nodeid}] {time.strftime('%H:%M:%S')} worker rss {rss}, peak {peak}; machine available {available} kB\n"
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
 def pytest_timeout_set_timer(item: pytest.Item, settings: object) -> bool | None:
     """In a worker, a test's timeout (pytest-timeout's setting or marker) is faulthandler's watchdog: a C thread
     that fires even while native code holds the GIL (seen: Fast DDS deadlocked tearing down a transport) and
-    writes every thread's stack to the worker's log before ending the worker; pytest-xdist reports that test
-    failed, with the stacks (pytest_handlecrashitem), and a new worker runs the rest."""
+    writes every thread's stack to the worker's log before ending the worker; pytest_handlecrashitem takes it
+    from there."""
     if _worker_log is None:
         return None  # not a worker: pytest-timeout's own timer
     os.write(_worker_log, _memory_line(item.nodeid).encode())
