@@ -34,6 +34,7 @@ _DOMAINS = itertools.count(os.getpid() % 25 * 4)
 DISCOVERY_S = 30.0  # a running node publishes diagnostics every second: by then the probe hears it
 READY_S = 120.0  # a first launch may export
 SAFE_DOMAINS = 101  # ids 1..101: higher ones can collide with ephemeral ports (ROS 2 "About Domain ID")
+_STOP_AFTER_CLOSE: dict[ReplayProbe, list[subprocess.Popen]] = {}  # nodes heard by a shared probe
 
 
 @dataclass(frozen=True)
@@ -76,14 +77,17 @@ def next_domain() -> int:
 @contextmanager
 def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path, managed: bool = False,
              family: str = "yolo", remaps: dict[str, str] | None = None, cameras: int = 0,
-             domain: int | None = None, **overrides: Any) -> Iterator[tuple[subprocess.Popen, ReplayProbe, Path]]:
+             probe: ReplayProbe | None = None,
+             **overrides: Any) -> Iterator[tuple[subprocess.Popen, ReplayProbe, Path]]:
     """The generated <family>_<backend> node (a tracker: backend "") running as its own process, once its
     model is ready (managed: once its lifecycle services are up), and a probe on the same private ROS
     domain that hears its outputs and /diagnostics. `remaps`: the node's input (default: image_raw to
     /camera/image_raw; with `cameras` N: cam<i>/image_raw to /cam<i>/image_raw, and the probe hears every
-    camera's outputs). `domain`: the ROS domain (default: one of its own), e.g. another launched node's."""
+    camera's outputs). `probe`: another launched node's, which then also hears this one (on its domain) and
+    is closed by that node's launched(): one probe, one Fast DDS participant in the test process."""
     ws, env = workspace
-    domain = domain or next_domain()
+    shared = probe
+    domain = shared.context.get_domain_id() if shared else next_domain()
     package = package_of(family, backend)
     prefixes = camera_prefixes(cameras)
     topics = {f"/{package}/{prefix}{name}": kind for prefix in prefixes
@@ -98,15 +102,30 @@ def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path, managed
     command = node_command(ws, package, executable, overrides, remaps or {"image_raw": "/camera/image_raw"})
     log = tmp_path / f"{package}-{domain}.log"
 
+    every_latched = tuple(f"/{package}/{prefix}{FAMILIES[family].latched}" for prefix in prefixes) if latched \
+        else ()
+    outputs = {**topics, "/diagnostics": DiagnosticArray}
+
     def start() -> tuple[subprocess.Popen, ReplayProbe]:
         # Appended: a node started again (below) keeps what its first start printed, e.g. that it exported.
         with open(log, "a") as out:
             process = start_process(command, {**env, "ROS_DOMAIN_ID": str(domain)}, stdout=out,
                                     stderr=subprocess.STDOUT)
-        every_latched = tuple(f"/{package}/{prefix}{FAMILIES[family].latched}" for prefix in prefixes) if latched \
-            else ()
-        return process, ReplayProbe({**topics, "/diagnostics": DiagnosticArray}, domain_id=domain,
-                                    latched=every_latched)
+        if shared:
+            shared.listen(outputs, every_latched)
+            return process, shared
+        return process, ReplayProbe(outputs, domain_id=domain, latched=every_latched)
+
+    def close(process: subprocess.Popen, probe: ReplayProbe) -> None:
+        # The probe before its nodes: a node stopped while the probe's participant is still connected to it
+        # over Fast DDS's TCP transport (LARGE_DATA) can hang in its participant's teardown (seen with
+        # sam_onnx, 2 in 2). A shared probe's owner stops this node after closing it.
+        if shared:
+            _STOP_AFTER_CLOSE.setdefault(shared, []).append(process)
+            return
+        probe.close()
+        for node in (process, *_STOP_AFTER_CLOSE.pop(probe, ())):
+            stop(node)
 
     def node_ready(probe: ReplayProbe, timeout_s: float) -> bool:
         if managed:
@@ -131,8 +150,10 @@ def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path, managed
         # more often on a loaded machine): both start again, once. A node that runs but never announces
         # itself still fails below.
         if process.poll() is None and not probe.spin_until(lambda: discovered(probe), 10 if ready else 0):
-            probe.close()
-            stop(process)
+            if shared:
+                stop(process)
+            else:
+                close(process, probe)
             process, probe = start()
             ready = False
         if not ready:
@@ -141,8 +162,7 @@ def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path, managed
         assert ready, f"node did not come up (the probe heard {heard} diagnostics messages):\n{log.read_text()}"
         yield process, probe, log
     finally:
-        probe.close()
-        stop(process)
+        close(process, probe)
 
 
 def camera_prefixes(cameras: int) -> list[str]:

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("rclpy")
 pytest.importorskip("transformers", reason="SAM loads transformers checkpoints")
-from node_harness import decoded, diagnostics_of, launched, next_domain, replay_and_collect, results_of  # noqa: E402
+from node_harness import decoded, diagnostics_of, launched, replay_and_collect, results_of  # noqa: E402
 
 from vision_factory.loaded_model import load_default_model  # noqa: E402
 from vision_factory.ros.messages import boxes_xyxy, prompt_detections, stamp_key  # noqa: E402
@@ -24,20 +24,19 @@ def label_values(msg) -> np.ndarray:
 
 def test_yolo_detections_prompt_the_sam_node_on_the_bag(workspace, frames, tmp_path_factory, tmp_path) -> None:
     checkpoint = sam_checkpoint(tmp_path_factory.mktemp("sam_node") / "small")
-    domain = next_domain()
-    with launched(workspace, "onnx", tmp_path, family="yolo", domain=domain) as (yolo, yolo_probe, _), \
-            launched(workspace, "onnx", tmp_path, family="sam", domain=domain, model=str(checkpoint),
-                     prompts_topic="/yolo_onnx/detections", publish_debug_image=True) as (sam, probe, log):
+    with launched(workspace, "onnx", tmp_path, family="yolo") as (yolo, probe, _), \
+            launched(workspace, "onnx", tmp_path, family="sam", probe=probe, model=str(checkpoint),
+                     prompts_topic="/yolo_onnx/detections", publish_debug_image=True) as (sam, _, log):
         masks = replay_and_collect(probe, "onnx", frames, family="sam", settle_s=2.0)
         # The echo and the debug image follow each label image: wait for the last frame's too.
         probe.spin_until(lambda: min(len(probe.outputs[f"/sam_onnx/{topic}"])
                                      for topic in ("detections", "debug_image")) >= len(frames), 10)
-        yolo_probe.spin_until(lambda: len(results_of(yolo_probe, "onnx")) >= len(frames), 20)
+        probe.spin_until(lambda: len(results_of(probe, "onnx")) >= len(frames), 20)
         probe.spin_until(lambda: any(s.get("prompts_matched") == str(len(frames))
                                      for s in diagnostics_of(probe, "sam_onnx")), 5)
         echoes = list(probe.outputs["/sam_onnx/detections"])
         debug_images = list(probe.outputs["/sam_onnx/debug_image"])
-        prompts = {stamp_key(msg.header): msg for msg in results_of(yolo_probe, "onnx")}
+        prompts = {stamp_key(msg.header): msg for msg in results_of(probe, "onnx")}
         status = diagnostics_of(probe, "sam_onnx")[-1]
     assert stop(sam) == 0 and stop(yolo) == 0
     assert len(masks) == len(echoes) == len(debug_images) == len(frames)  # every frame answered

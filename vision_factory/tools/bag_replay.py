@@ -65,7 +65,6 @@ class ReplayProbe:
         With a `recorder` (recording.Recorder) every message received is also written to its bag."""
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import DurabilityPolicy, QoSProfile
 
         self._rclpy = rclpy
         self.context = rclpy.Context()
@@ -73,9 +72,20 @@ class ReplayProbe:
         self.node = rclpy.create_node(name, context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self.outputs: dict[str, list] = {topic: [] for topic in outputs}
+        self.outputs: dict[str, list] = {}
         self._recorder = recorder
+        self.listen(outputs, latched)
+
+    def listen(self, outputs: dict[str, type], latched: tuple[str, ...] = ()) -> None:
+        """Also subscribe to `outputs` (topics already heard are left as they are). One probe can hear
+        several nodes of its domain: a second participant in the process would be a second Fast DDS
+        participant, and two in one process can deadlock in teardown (eProsima/Fast-DDS#6193)."""
+        from rclpy.qos import DurabilityPolicy, QoSProfile
+
         for topic, msg_type in outputs.items():
+            if topic in self.outputs:
+                continue
+            self.outputs[topic] = []
             durability = DurabilityPolicy.TRANSIENT_LOCAL if topic in latched else DurabilityPolicy.VOLATILE
             self.node.create_subscription(msg_type, topic, partial(self._received, topic),
                                           QoSProfile(depth=100, durability=durability))
