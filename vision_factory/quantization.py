@@ -68,8 +68,8 @@ def _evenly(items: list, limit: int) -> list:
 
 def _bag_frames(bag: Path) -> list[np.ndarray]:
     if importlib.util.find_spec("rosbags") is None:
-        raise ConfigError(f"calibration_data '{bag}' is a rosbag2 folder: reading it needs rosbags (pip install "
-                          f"rosbags), or give a folder of images or a video")
+        raise ConfigError(f"calibration_data '{bag}' is a rosbag2 folder: reading it needs rosbags (pip install -r "
+                          f"requirements/int8-from-bag.txt), or give a folder of images or a video")
     from vision_factory.image_conversion import compressed_to_bgr, image_to_bgr
     from vision_factory.recorded_images import deserialize, read_images
 
