@@ -7,7 +7,7 @@ import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -77,14 +77,16 @@ def next_domain() -> int:
 @contextmanager
 def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path, managed: bool = False,
              family: str = "yolo", remaps: dict[str, str] | None = None, cameras: int = 0,
-             probe: ReplayProbe | None = None,
+             probe: ReplayProbe | None = None, connected: Callable[[ReplayProbe], bool] = lambda probe: True,
              **overrides: Any) -> Iterator[tuple[subprocess.Popen, ReplayProbe, Path]]:
     """The generated <family>_<backend> node (a tracker: backend "") running as its own process, once its
     model is ready (managed: once its lifecycle services are up), and a probe on the same private ROS
     domain that hears its outputs and /diagnostics. `remaps`: the node's input (default: image_raw to
     /camera/image_raw; with `cameras` N: cam<i>/image_raw to /cam<i>/image_raw, and the probe hears every
     camera's outputs). `probe`: another launched node's, which then also hears this one (on its domain) and
-    is closed by that node's launched(): one probe, one Fast DDS participant in the test process."""
+    is closed by that node's launched(): one probe, one Fast DDS participant in the test process.
+    `connected(probe)`: whether the ready node has found the other nodes it needs (e.g. from its
+    diagnostics); like the probe's own discovery of the node, it is given one restart to come true."""
     ws, env = workspace
     shared = probe
     domain = shared.context.get_domain_id() if shared else next_domain()
@@ -147,9 +149,11 @@ def launched(workspace: tuple[Path, dict], backend: str, tmp_path: Path, managed
         ready = node_ready(probe, DISCOVERY_S)
         # A ready node is in the probe's graph within seconds; one that is not, or that is not ready and
         # not heard, is on the wrong side of a failed Fast DDS discovery (now and then with LARGE_DATA,
-        # more often on a loaded machine): both start again, once. A node that runs but never announces
-        # itself still fails below.
-        if process.poll() is None and not probe.spin_until(lambda: discovered(probe), 10 if ready else 0):
+        # more often on a loaded machine): both start again, once. So does a node that has not found the
+        # nodes it needs (measured: sam_onnx missed yolo_onnx's publisher in 3 of 8 launches here). A node
+        # that runs but never announces itself still fails below.
+        if process.poll() is None and not probe.spin_until(lambda: discovered(probe) and connected(probe),
+                                                           20 if ready else 0):
             if shared:
                 stop(process)
             else:

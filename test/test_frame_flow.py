@@ -192,10 +192,15 @@ def test_diagnostics_rules(since_input, p99, last_error, level, text) -> None:
      "running: 58 of 86 frames in the last 5 s rejected: dropped a frame: empty image: 0x0"),
     ({"received_recent": 100, "rejected_recent": 2, "last_rejection": "dropped a frame: empty image: 0x0"},
      "running"),  # under REJECTED_SHARE: a stray bad frame is an error line, not a warning
+    ({"received_recent": 30, "prompt_publishers": 0},
+     "running: frames arrive but no publisher of prompts is connected: frames wait for prompts that never come "
+     "(check prompts_topic)"),
+    ({"received_recent": 30, "prompt_publishers": 1}, "running"),
 ])
 def test_diagnostics_say_why_frames_do_not_become_results(stats, text) -> None:
-    """A matched publisher whose frames never arrive, frames lost in transport, and a flood of rejected
-    frames each make the node WARN with the cause, not report a healthy "running"."""
+    """A matched publisher whose frames never arrive, frames lost in transport, a flood of rejected frames,
+    and a prompted node (SAM) that hears frames but no prompt publisher each make the node WARN with the
+    cause, not report a healthy "running"."""
     live = running_live()
     status = inference_status("yolo_onnx", "onnx", live.state, live, {**FrameStats().snapshot(), **stats},
                               dropped=0, no_input_s=5.0, latency_ms=1000.0)

@@ -26,6 +26,15 @@ RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": Reliabi
 InvalidHandle = rclpy_implementation.InvalidHandle
 
 
+def matched_publishers(subscription: Any) -> int:
+    """Publishers a subscription (or None) is connected to; callable from any thread, while another may
+    destroy the subscription."""
+    try:
+        return subscription.get_publisher_count() if subscription is not None else 0
+    except InvalidHandle:  # destroyed meanwhile (stop, switch): none matched
+        return 0
+
+
 def input_qos(reliability: str, depth: int = 1) -> QoSProfile:
     """Keep the last `depth` frames (1 by default: a slow model must never work through a backlog)."""
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=RELIABILITY[reliability])
@@ -75,11 +84,7 @@ class CameraInput:
 
     def matched_publishers(self) -> int:
         """Publishers the subscription is connected to (callable from any thread)."""
-        subscription = self._subscription
-        try:
-            return subscription.get_publisher_count() if subscription is not None else 0
-        except InvalidHandle:  # destroyed meanwhile (stop, switch): none matched
-            return 0
+        return matched_publishers(self._subscription)
 
     def _subscribe(self, reliability: str) -> Any:
         self.reliability = reliability

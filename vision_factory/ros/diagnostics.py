@@ -77,6 +77,9 @@ def inference_status(node_name: str, backend: str, state: str, live: LiveModel, 
         if stats.get("matched_publishers"):
             silence += f" from {stats['matched_publishers']} matched publisher(s): {SILENT_PUBLISHER_HINT}"
         warnings.append(silence)
+    if state == RUNNING and stats.get("prompt_publishers") == 0 and stats["received_recent"]:
+        warnings.append("frames arrive but no publisher of prompts is connected: frames wait for prompts that "
+                        "never come (check prompts_topic)")
     if stats.get("lost_recent"):
         warnings.append(f"{stats['lost_recent']} frames lost in transport in the last {WINDOW_S:.0f} s: "
                         f"{SILENT_PUBLISHER_HINT}")

@@ -45,7 +45,7 @@ from vision_factory.manifest import load_manifest
 from vision_factory.parameters import ParameterSpec, active_weights, node_parameters, parameter_differences
 from vision_factory.prompt_matching import StampMatcher
 from vision_factory.ros import diagnostics, messages
-from vision_factory.ros.camera_input import CameraInput
+from vision_factory.ros.camera_input import CameraInput, matched_publishers
 from vision_factory.image_conversion import ImageDecodeError, compressed_to_bgr, image_to_bgr
 from vision_factory.ros.outputs import OUTPUTS
 
@@ -305,14 +305,14 @@ class InferenceNode(LifecycleNodeMixin, Node):
         """One status for the node (all cameras together), and one per camera when there are several."""
         state, values = self.state(), self._values
         matched = [camera_input.matched_publishers() for camera_input in self._inputs]
-        stats = {**self._stats.snapshot(), "matched_publishers": sum(matched), **self._prompt_counts(self._matchers)}
+        stats = {**self._stats.snapshot(), "matched_publishers": sum(matched), **self._prompt_counts()}
         statuses = [diagnostics.inference_status(
             self.get_name(), self._backend.name, state, self._live, stats, self._worker.dropped,
             values["diagnostics_no_input_s"], values["diagnostics_latency_ms"])]
         if len(self._prefixes) > 1:
             for camera, prefix in enumerate(self._prefixes):
                 stats = {**self._camera_stats[camera].snapshot(), "matched_publishers": matched[camera],
-                         "topic": self._inputs[camera].topic, **self._prompt_counts(self._matchers[camera:camera + 1])}
+                         "topic": self._inputs[camera].topic, **self._prompt_counts(camera)}
                 statuses.append(diagnostics.inference_status(
                     self.get_name(), self._backend.name, state, self._live, stats,
                     self._worker.dropped_by_slot.get(camera, 0), values["diagnostics_no_input_s"],
@@ -320,13 +320,16 @@ class InferenceNode(LifecycleNodeMixin, Node):
         header = Header(stamp=self.get_clock().now().to_msg())
         self._diagnostics.publish(diagnostics.diagnostic_array(statuses, header))
 
-    @staticmethod
-    def _prompt_counts(matchers: list[StampMatcher]) -> dict[str, int]:
-        """Prompt messages matched to a frame and not, over these cameras' matchers ({} when not prompted)."""
+    def _prompt_counts(self, camera: int | None = None) -> dict[str, int]:
+        """Prompt messages matched to a frame and not, and the publishers the prompt subscriptions are
+        connected to, over every camera or one ({} when not prompted)."""
+        chosen = slice(None) if camera is None else slice(camera, camera + 1)
+        matchers, subscriptions = self._matchers[chosen], self._prompt_subscriptions[chosen]
         if not matchers:
             return {}
         return {"prompts_matched": sum(m.matched for m in matchers),
-                "prompts_unmatched": sum(m.unmatched for m in matchers)}
+                "prompts_unmatched": sum(m.unmatched for m in matchers),
+                "prompt_publishers": sum(matched_publishers(s) for s in subscriptions)}
 
     # --- frames ------------------------------------------------------------------------------------
 
