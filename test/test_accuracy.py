@@ -131,9 +131,10 @@ def test_quantize_builds_the_int8_network_once_and_reports_it_against_fp32(tmp_p
     assert first.returncode == 0, first.stderr
     fp32, int8 = json.loads((tmp_path / "report" / "accuracy.json").read_text())["rows"]
     assert "to int8" in first.stderr and "on 5 calibration runs" in first.stderr
-    # Measured: onnx 93.9% recovered (8 of 131 lost), openvino (NNCF) 97.0% (4 lost), the lost ones near the 0.25
-    # threshold; person AP50 0.995 against 1.0 for both.
-    assert int8["precision"] == "int8" and int8["recovered"] >= 0.9
+    # Measured: onnx 96.2% recovered (5 of 131 lost; 93.9% before its input layer stayed in fp32), openvino (NNCF)
+    # 97.0% (4 lost), the lost ones near the 0.25 threshold; person AP50 0.995 against 1.0 for both. The aim of
+    # issue 15 is >= 95%.
+    assert int8["precision"] == "int8" and int8["recovered"] >= 0.95
     assert abs(int8["person_ap50"] - fp32["person_ap50"]) <= 0.01
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "quantising" not in again.stderr and "loaded the cached int8" in again.stderr

@@ -12,13 +12,13 @@ import pytest
 from conftest import ASSETS, BAG, CHECKPOINT, FP32_ONNX, asset
 from vision_factory.errors import ConfigError
 from vision_factory.loaded_model import load_default_model
-from vision_factory.quantization import RecordingSession, calibration_frames, decode_tail
+from vision_factory.quantization import RecordingSession, calibration_frames, decode_tail, input_layer
 
 VIDEO = ASSETS / "videos" / "mmpose_demo.mp4"
 LOG = logging.getLogger("test")
 
 
-def test_the_decode_tail_is_what_follows_the_last_weighted_op() -> None:
+def test_the_decode_tail_and_the_input_layer_are_found_in_the_graph() -> None:
     from onnx import TensorProto, helper
 
     def tensor(name: str) -> object:
@@ -33,6 +33,7 @@ def test_the_decode_tail_is_what_follows_the_last_weighted_op() -> None:
              helper.make_node("Concat", ["boxes", "scores"], ["y"], name="concat", axis=1)]
     graph = helper.make_graph(nodes, "toy", [tensor("x")], [tensor("y")])
     assert decode_tail(helper.make_model(graph)) == ["to_pixels", "sigmoid", "concat"]
+    assert input_layer(helper.make_model(graph)) == ["backbone"]  # reads the raw pixels: also kept in fp32
 
 
 def test_calibration_frames_from_a_folder_a_video_and_a_bag(tmp_path: Path) -> None:

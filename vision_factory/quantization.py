@@ -3,10 +3,10 @@
 Calibration feeds each network exactly what the model feeds it: the fp32 model runs on the calibration frames
 through sessions that record their inputs (its own preprocessing, every network of a multi-network model),
 then each network is quantised from what it saw. onnx: onnxruntime's static quantisation (QDQ, int8 weights
-per channel, uint8 activations, MinMax ranges); openvino: NNCF's post-training quantisation. The decode tail
-of a network (the ops after its last convolution or matrix product on every path to an output, e.g. YOLO's box
-decoding and the concat of boxes in pixels with scores in 0..1) stays in float: one int8 scale for both would
-zero every score.
+per channel, uint8 activations, MinMax ranges, the layer that reads the input kept in fp32); openvino: NNCF's
+post-training quantisation. The decode tail of a network (the ops after its last convolution or matrix product
+on every path to an output, e.g. YOLO's box decoding and the concat of boxes in pixels with scores in 0..1)
+stays in float: one int8 scale for both would zero every score.
 """
 from __future__ import annotations
 
@@ -117,6 +117,14 @@ def decode_tail(model: Any) -> list[str]:
     return [node.name for node in tail]
 
 
+def input_layer(model: Any) -> list[str]:
+    """Names of the weighted nodes of an onnx.ModelProto that read one of its inputs (an image network's
+    first convolution). Their activations are the raw pixels, where one int8 scale costs most: kept in fp32,
+    YOLOv8n's onnx int8 recovers 96.2% of fp32's detections instead of 93.9% (README, accuracy report)."""
+    inputs = {value.name for value in model.graph.input}
+    return [node.name for node in model.graph.node if node.op_type in WEIGHTED_OPS and inputs & set(node.input)]
+
+
 def openvino_decode_tail(model: Any) -> list[str]:
     """Friendly names of the decode-tail operations (after_last_weighted) of an ov.Model, results excluded."""
     def consumers(op: Any) -> list[Any]:
@@ -145,7 +153,7 @@ def quantize_onnx(source: Path, dst: Path, inputs: list[dict[str, np.ndarray]], 
     for index, node in enumerate(model.graph.node):  # exclusion goes by node name: every node needs one
         node.name = node.name or f"{node.op_type}_{index}"
     onnx.save(model, str(prepared))
-    tail = decode_tail(model)
+    tail, first = decode_tail(model), input_layer(model)
 
     class Inputs(CalibrationDataReader):
         def __init__(self) -> None:
@@ -155,12 +163,12 @@ def quantize_onnx(source: Path, dst: Path, inputs: list[dict[str, np.ndarray]], 
             return next(self._runs, None)
 
     logger.info(f"quantising {source.name} to int8 on {len(inputs)} calibration runs ({len(tail)} decode ops "
-                f"kept in fp32)")
+                f"and the input layer's {len(first)} kept in fp32)")
     quantize_static(str(prepared), str(dst), Inputs(), quant_format=QuantFormat.QDQ, per_channel=True,
                     weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=tail)
+                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=tail + first)
     prepared.unlink()
-    return {"quantizer": QUANTIZERS["onnxruntime"].describe(), "fp32_nodes": ",".join(tail)}
+    return {"quantizer": QUANTIZERS["onnxruntime"].describe(), "fp32_nodes": ",".join(first + tail)}
 
 
 def quantize_openvino(source: Path, dst: Path, inputs: list[dict[str, np.ndarray]], logger: Any) -> dict[str, str]:
@@ -199,7 +207,7 @@ class Quantizer:
 # Runtime (a backend's session module) -> its int8 quantiser.
 QUANTIZERS = {
     "onnxruntime": Quantizer("onnxruntime static quantisation: QDQ, per-channel int8 weights, uint8 activations, "
-                             "MinMax, decode tail fp32", "model.onnx", quantize_onnx, ("onnxruntime",), "onnx.txt"),
+                             "MinMax, input layer and decode tail fp32", "model.onnx", quantize_onnx, ("onnxruntime",), "onnx.txt"),
     "openvino": Quantizer("NNCF post-training quantisation: MIXED preset, decode tail in float", "model.xml",
                           quantize_openvino, ("nncf", "openvino"), "openvino-int8.txt"),
 }
