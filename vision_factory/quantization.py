@@ -166,7 +166,7 @@ def quantize_onnx(source: Path, dst: Path, inputs: list[dict[str, np.ndarray]], 
                 f"and the input layer's {len(first)} kept in fp32)")
     quantize_static(str(prepared), str(dst), Inputs(), quant_format=QuantFormat.QDQ, per_channel=True,
                     weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=tail + first)
+                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=first + tail)
     prepared.unlink()
     return {"quantizer": QUANTIZERS["onnxruntime"].describe(), "fp32_nodes": ",".join(first + tail)}
 
@@ -207,7 +207,8 @@ class Quantizer:
 # Runtime (a backend's session module) -> its int8 quantiser.
 QUANTIZERS = {
     "onnxruntime": Quantizer("onnxruntime static quantisation: QDQ, per-channel int8 weights, uint8 activations, "
-                             "MinMax, input layer and decode tail fp32", "model.onnx", quantize_onnx, ("onnxruntime",), "onnx.txt"),
+                             "MinMax, input layer and decode tail fp32", "model.onnx", quantize_onnx, ("onnxruntime",),
+                             "onnx.txt"),
     "openvino": Quantizer("NNCF post-training quantisation: MIXED preset, decode tail in float", "model.xml",
                           quantize_openvino, ("nncf", "openvino"), "openvino-int8.txt"),
 }
