@@ -30,7 +30,8 @@ def test_yolo_detections_prompt_the_sam_node_on_the_bag(workspace, frames, tmp_p
 
     with launched(workspace, "onnx", tmp_path, family="yolo") as (yolo, probe, _), \
             launched(workspace, "onnx", tmp_path, family="sam", probe=probe, connected=found_yolo,
-                     model=str(checkpoint), prompts_topic="/yolo_onnx/detections", publish_debug_image=True) as (sam, _, log):
+                     model=str(checkpoint), prompts_topic="/yolo_onnx/detections",
+                     publish_debug_image=True) as (sam, _, log):
         assert probe.spin_until(lambda: found_yolo(probe), 30), \
             f"sam_onnx never found yolo_onnx:\n{log.read_text()}"
         masks = replay_and_collect(probe, "onnx", frames, family="sam", settle_s=2.0)
