@@ -117,6 +117,84 @@ def test_a_batching_model_takes_waiting_frames_of_several_cameras_together() -> 
     assert batches == [[("a", 0)], [(1, 1), (2, 1)], [(0, 1)]]
 
 
+def wait_until(condition, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def test_frames_in_flight_overlap_and_their_results_are_delivered_in_frame_order() -> None:
+    """in_flight 2: frame 1 starts while frame 0 still runs and finishes first, yet is published second; while
+    both run, newer frames replace each other in the slot as with one."""
+    first_running, second_done = threading.Event(), threading.Event()
+    running, most_running, delivered, lock = [0], [0], [], threading.Lock()
+
+    def process(items: list[int]):
+        frame = items[0]
+        with lock:
+            running[0] += 1
+            most_running[0] = max(most_running[0], running[0])
+        if frame == 0:
+            first_running.set()
+            second_done.wait(5)  # the slow one: still running when frame 1 has finished
+        elif frame == 1:
+            second_done.set()
+        with lock:
+            running[0] -= 1
+        return lambda: delivered.append(frame)
+
+    worker = LatestFrameWorker(process, in_flight=lambda: 2)
+    worker.submit(0)
+    assert first_running.wait(5)
+    worker.submit(1)
+    wait_until(lambda: len(delivered) == 2)
+    assert delivered == [0, 1] and most_running[0] == 2
+    worker.stop()
+
+
+def test_with_every_request_busy_only_the_newest_frame_waits() -> None:
+    gate, started, delivered = threading.Event(), [], []
+
+    def process(items: list[int]):
+        started.append(items[0])
+        if items[0] < 2:
+            gate.wait(5)
+        return lambda: delivered.append(items[0])
+
+    worker = LatestFrameWorker(process, in_flight=lambda: 2)
+    worker.submit(0)
+    wait_until(lambda: started == [0])
+    worker.submit(1)
+    wait_until(lambda: started == [0, 1])
+    for frame in range(2, 7):  # both requests busy: these replace each other
+        worker.submit(frame)
+    time.sleep(0.05)
+    assert started == [0, 1]  # no third frame runs beside two
+    gate.set()
+    wait_until(lambda: len(delivered) == 3)
+    worker.stop()
+    assert started == [0, 1, 6] and delivered == [0, 1, 6] and worker.dropped == 4
+
+
+def test_one_in_flight_never_runs_two_frames_at_once() -> None:
+    running, most_running, seen = [0], [0], []
+
+    def process(items: list[int]):
+        running[0] += 1
+        most_running[0] = max(most_running[0], running[0])
+        time.sleep(0.002)
+        running[0] -= 1
+        seen.extend(items)
+
+    worker = LatestFrameWorker(process)
+    for frame in range(50):
+        worker.submit(frame)
+        time.sleep(0.0005)
+    wait_until(lambda: seen and seen[-1] == 49)
+    worker.stop()
+    assert most_running[0] == 1
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 100.0

@@ -50,9 +50,11 @@ def node(tmp_path_factory):
 
 
 def feed(node, msg) -> tuple[int, int]:
-    """Run one frame through the node's input path; (published, rejected) increments."""
+    """Run one frame through the node's input path and its publishing; (published, rejected) increments."""
     before = len(node.published), node._stats.rejected_total
-    node._process_frames([(0, msg, time.monotonic(), None)])
+    delivery = node._process_frames([(0, msg, time.monotonic(), None)])
+    if delivery is not None:
+        delivery()
     return len(node.published) - before[0], node._stats.rejected_total - before[1]
 
 

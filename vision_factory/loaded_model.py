@@ -43,6 +43,12 @@ class LoadedModel:
         return next(iter(self.sessions.values()))
 
     @property
+    def in_flight(self) -> int:
+        """How many frames may run through the model at once: its sessions' fewest infer requests
+        (Session.in_flight; 1 for a session that runs one call at a time)."""
+        return min(getattr(session, "in_flight", 1) for session in self.sessions.values())
+
+    @property
     def artifact(self) -> Artifact:
         """The artifact of the `model` weights (its first network)."""
         return next(iter(self.artifacts.values()))

@@ -11,6 +11,8 @@ class Session(Protocol):
 
     input_name / input_shape: the model's (first) input; dynamic dimensions are -1.
     active: what is really running, for logs and diagnostics (e.g. "CPUExecutionProvider").
+    A session whose run() may be called from several threads at once, each call on its own infer request,
+    says how many in an `in_flight` attribute; without it, calls are taken to run one at a time.
     """
 
     input_name: str

@@ -46,8 +46,7 @@ class YoloDetector:
             self.input_hw = (height, width)
         else:
             self.input_hw = (imgsz, imgsz)
-        self._classes_text: str | None = None
-        self._classes: np.ndarray | None = None
+        self._classes: tuple[str, np.ndarray | None] | None = None  # (text, ids): one attribute, swapped whole
         wanted = int(options.get("max_batch_size", 1))
         # Frames batch only on a network whose batch axis is dynamic (an ultralytics export is fixed at 1).
         self.batch_size = wanted if session.input_shape[0] == -1 else 1
@@ -134,9 +133,10 @@ class YoloDetector:
         return np.array(ids, dtype=np.int64) if ids else None
 
     def _class_filter(self, text: str) -> np.ndarray | None:
-        if text != self._classes_text:  # parse once per parameter value, not per frame
-            self._classes, self._classes_text = self.parse_classes(text), text
-        return self._classes
+        classes = self._classes
+        if classes is None or classes[0] != text:  # parse once per parameter value, not per frame
+            classes = self._classes = (text, self.parse_classes(text))
+        return classes[1]
 
 
 def build_model(sessions: Mapping[str, Session], metadata: Mapping[str, Mapping[str, str]],

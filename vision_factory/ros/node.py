@@ -38,7 +38,7 @@ from vision_msgs.msg import Detection2DArray
 from vision_factory import __version__
 from vision_factory.errors import ConfigError
 from vision_factory.frame_stats import FrameStats
-from vision_factory.frame_worker import LatestFrameWorker
+from vision_factory.frame_worker import Delivery, LatestFrameWorker
 from vision_factory.live_model import ERROR, RUNNING, LiveModel
 from vision_factory.loaded_model import LoadedModel, load_model
 from vision_factory.manifest import load_manifest
@@ -109,7 +109,7 @@ class InferenceNode(LifecycleNodeMixin, Node):
         self._size_warned: set[tuple[int, int]] = set()
         self._last_logged: dict[str, float] = {}  # rejection kind -> when it was last logged
         self._worker = LatestFrameWorker(self._process_frames, name=f"{node_name}-inference",
-                                         batch_limit=self._batch_limit)
+                                         batch_limit=self._batch_limit, in_flight=self._in_flight)
 
         self._outputs = [OUTPUTS[self._manifest.output](self, prefix) for prefix in self._prefixes]
         self._diagnostics = self.create_publisher(DiagnosticArray, diagnostics.TOPIC, 10)
@@ -333,11 +333,19 @@ class InferenceNode(LifecycleNodeMixin, Node):
 
     # --- frames ------------------------------------------------------------------------------------
 
+    def _serving(self) -> LoadedModel | None:
+        live = getattr(self, "_live", None)  # the worker starts before the live model exists
+        return live.current if live is not None else None
+
     def _batch_limit(self) -> int:
         """How many cameras' frames the serving model takes at once (models.BatchModel; 1 for the others)."""
-        live = getattr(self, "_live", None)  # the worker starts before the live model exists
-        loaded = live.current if live is not None else None
+        loaded = self._serving()
         return getattr(loaded.model, "batch_size", 1) if loaded is not None else 1
+
+    def _in_flight(self) -> int:
+        """How many frames the serving model runs at once (LoadedModel.in_flight)."""
+        loaded = self._serving()
+        return loaded.in_flight if loaded is not None else 1
 
     def _count(self, camera: int, event: str, *args: Any) -> None:
         """Count a frame event (received, published, rejected, lost) for the node and for its camera."""
@@ -369,20 +377,19 @@ class InferenceNode(LifecycleNodeMixin, Node):
                                 f"found no frame of that stamp among the last {self._values['prompt_frames']} "
                                 f"(lost in transport, or older than them: raise prompt_frames)")
 
-    def _process_frames(self, items: list[tuple[int, Any, float, Any]]) -> None:
+    def _process_frames(self, items: list[tuple[int, Any, float, Any]]) -> Delivery | None:
         """Inference thread: one frame of each camera in `items` (several when the model batches), one output
-        each. A bad frame is logged (throttled) and dropped; nothing raises out of here, so the node keeps
-        serving."""
+        each, published by the returned Delivery (frame_worker runs those in frame order). A bad frame is
+        logged (throttled) and dropped; nothing raises out of here, so the node keeps serving."""
         loaded, values = self._live.current, self._values  # taken once: a swap lands between frames
         if loaded is None:
-            return  # the first session is not ready yet
+            return None  # the first session is not ready yet
         if len(items) == 1:
-            self._process_frame(loaded, values, *items[0])
-        else:
-            self._process_batch(loaded, values, items)
+            return self._process_frame(loaded, values, *items[0])
+        return self._process_batch(loaded, values, items)
 
     def _process_frame(self, loaded: LoadedModel, values: dict[str, Any], camera: int, msg: Any,
-                       received: float, prompts: Detection2DArray | None) -> None:
+                       received: float, prompts: Detection2DArray | None) -> Delivery | None:
         try:
             image = self._image(msg, values)
             if not loaded.suits(image.shape[:2]) and not self._another_cameras_size(camera, image.shape[:2]):
@@ -394,14 +401,16 @@ class InferenceNode(LifecycleNodeMixin, Node):
                 options["prompts"] = messages.prompt_detections(prompts)
             started = time.monotonic()
             result = loaded.model(image, **options)
-            self._publish(camera, msg, received, image, result, time.monotonic() - started, values)
         except ImageDecodeError as e:
             self._reject(e.kind, f"dropped a frame: {e}", camera)
+            return None
         except Exception as e:  # the node outlives any single frame's failure
             self._reject(type(e).__name__, f"dropped a frame: inference failed: {type(e).__name__}: {e}", camera)
+            return None
+        return partial(self._publish, [(camera, msg, received, image, result)], time.monotonic() - started, values)
 
     def _process_batch(self, loaded: LoadedModel, values: dict[str, Any],
-                       items: list[tuple[int, Any, float, Any]]) -> None:
+                       items: list[tuple[int, Any, float, Any]]) -> Delivery | None:
         """Frames of several cameras through one session run (a model with batch_size > 1, whose input size
         does not follow the camera's, and no prompts)."""
         frames = []
@@ -411,7 +420,7 @@ class InferenceNode(LifecycleNodeMixin, Node):
             except ImageDecodeError as e:
                 self._reject(e.kind, f"dropped a frame: {e}", camera)
         if not frames:
-            return
+            return None
         try:
             started = time.monotonic()
             results = loaded.model.batch([image for *_, image in frames], **loaded.frame_options(values))
@@ -420,13 +429,9 @@ class InferenceNode(LifecycleNodeMixin, Node):
             for camera, *_ in frames:
                 self._reject(type(e).__name__, f"dropped a frame: inference failed: {type(e).__name__}: {e}",
                              camera)
-            return
-        for (camera, msg, received, image), result in zip(frames, results):
-            try:
-                self._publish(camera, msg, received, image, result, inference_s, values)
-            except Exception as e:
-                self._reject(type(e).__name__, f"dropped a frame: publishing failed: {type(e).__name__}: {e}",
-                             camera)
+            return None
+        return partial(self._publish, [(*frame, result) for frame, result in zip(frames, results)], inference_s,
+                       values)
 
     def _image(self, msg: Any, values: dict[str, Any]) -> Any:
         """The frame as a BGR array; ImageDecodeError when it cannot be used."""
@@ -437,14 +442,21 @@ class InferenceNode(LifecycleNodeMixin, Node):
                                    f"max_input_megapixels {values['max_input_megapixels']}", "megapixels")
         return image
 
-    def _publish(self, camera: int, msg: Any, received: float, image: Any, result: Any, inference_s: float,
+    def _publish(self, answers: list[tuple[int, Any, float, Any, Any]], inference_s: float,
                  values: dict[str, Any]) -> None:
-        """Publish a frame's result on its camera's topics (unless deactivated meanwhile) and count it."""
-        if not self._active:
-            return  # deactivated while this frame ran
-        self._outputs[camera].publish(result, msg.header, image, values["publish_debug_image"])
-        stamp_latency = (self.get_clock().now() - Time.from_msg(msg.header.stamp)).nanoseconds / 1e9
-        self._count(camera, "published", time.monotonic() - received, inference_s, stamp_latency)
+        """Publish each (camera, msg, received, image, result) on its camera's topics (unless deactivated
+        meanwhile) and count it; a failure drops that frame alone."""
+        for camera, msg, received, image, result in answers:
+            if not self._active:
+                return  # deactivated while this frame ran
+            try:
+                self._outputs[camera].publish(result, msg.header, image, values["publish_debug_image"])
+            except Exception as e:
+                self._reject(type(e).__name__, f"dropped a frame: publishing failed: {type(e).__name__}: {e}",
+                             camera)
+                continue
+            stamp_latency = (self.get_clock().now() - Time.from_msg(msg.header.stamp)).nanoseconds / 1e9
+            self._count(camera, "published", time.monotonic() - received, inference_s, stamp_latency)
 
     def _another_cameras_size(self, camera: int, frame_hw: tuple[int, int]) -> bool:
         """With several cameras, a model sized by the camera is prepared for the first frame size it sees:
