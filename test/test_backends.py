@@ -77,6 +77,28 @@ def test_openvino_converts_and_runs_on_cpu_and_auto(doubling_onnx: Path, tmp_pat
         OpenVinoSession(xml, {"device": "npu"})
 
 
+def test_openvino_throughput_mode_runs_requests_in_parallel_with_the_same_results(doubling_onnx: Path,
+                                                                                 tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vision_factory.backends.openvino_session import OpenVinoSession, convert_onnx
+
+    xml = tmp_path / "model.xml"
+    convert_onnx(doubling_onnx, xml, {}, logging.getLogger("t"))
+    latency = OpenVinoSession(xml, {"device": "CPU"})
+    assert latency.in_flight == 1 and latency._compiled.get_property("PERFORMANCE_HINT") == "LATENCY"
+    throughput = OpenVinoSession(xml, {"device": "CPU", "performance_mode": "throughput"})
+    assert throughput._compiled.get_property("PERFORMANCE_HINT") == "THROUGHPUT"
+    optimal = throughput._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
+    assert throughput.in_flight == optimal >= 1
+    assert throughput.active == f"CPU (fp32), throughput: {optimal} requests"
+    inputs = [INPUT + i for i in range(64)]
+    with ThreadPoolExecutor(4) as pool:  # more callers than requests: each waits for an idle one
+        outputs = list(pool.map(lambda x: throughput.run({"images": x})[0], inputs))
+    for x, y in zip(inputs, outputs):
+        np.testing.assert_array_equal(y, latency.run({"images": x})[0])
+
+
 def test_thread_settings_reach_each_runtime(doubling_onnx: Path, tmp_path: Path) -> None:
     import torch
 

@@ -69,3 +69,13 @@ def test_quick_benchmark_measures_every_node_and_every_baseline(workspace, tmp_p
     for model in BACKENDS:
         for plot in ("latency", "throughput", "memory"):
             assert (tmp_path / f"bench_{model}_{plot}.png").stat().st_size > 1000
+
+
+def test_the_nodes_each_backend_is_measured_as() -> None:
+    from vision_factory.tools.bench.compare import variants
+
+    assert variants("yolo", "onnx", None) == [("", {})]
+    assert variants("yolo", "onnx", BAG, throughput=True) == [
+        ("", {}), (" int8", {"precision": "int8", "calibration_data": str(BAG)})]  # onnx has no throughput mode
+    assert variants("yolo", "openvino", None, throughput=True) == [
+        ("", {}), (" throughput", {"performance_mode": "throughput"})]

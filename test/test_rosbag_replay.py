@@ -3,6 +3,7 @@ process with --ros-args, replay the recorded bag at its recorded rate (slowed to
 machine cannot keep up: see node_harness.replay_and_collect) and check every answer."""
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 
@@ -12,7 +13,8 @@ from conftest import BAG, CHECKPOINT, FP32_ONNX, INT8_ONNX, asset
 from reference import from_detections, from_message, mismatches, ultralytics_predict
 
 pytest.importorskip("rclpy")
-from node_harness import decoded, launched, next_domain, replay_and_collect, set_parameter  # noqa: E402
+from node_harness import (decoded, get_parameter, launched, next_domain, replay_and_collect, results_of,  # noqa: E402
+                          set_parameter)
 
 from vision_factory.recorded_images import read_images  # noqa: E402
 from vision_factory.tools.workspace import node_command, stop  # noqa: E402
@@ -36,12 +38,41 @@ def test_every_frame_gets_one_answer_matching_ultralytics(workspace, frames, tmp
     assert stop(process) == 0
     assert len(answers) == len(frames), f"{len(answers)} answers to {len(frames)} frames"
     for answer, frame in zip(answers, frames):
-        header, image = decoded(frame)
-        assert (answer.header.stamp, answer.header.frame_id) == (header.stamp, header.frame_id)
-        reference = ultralytics_predict(weights, image, CONF)
-        assert len(reference) >= 10  # a street scene: the comparison is not vacuous
-        assert mismatches(from_message(answer), reference, CONF) == [], f"frame {header.stamp}"
-        assert all(d.header == header and d.results[0].hypothesis.class_id for d in answer.detections)
+        assert_matches_ultralytics(answer, frame, weights)
+
+
+def assert_matches_ultralytics(answer, frame, weights) -> None:
+    """`answer` is `frame`'s (its header) and holds ultralytics' detections of it."""
+    header, image = decoded(frame)
+    assert (answer.header.stamp, answer.header.frame_id) == (header.stamp, header.frame_id)
+    reference = ultralytics_predict(weights, image, CONF)
+    assert len(reference) >= 10  # a street scene: the comparison is not vacuous
+    assert mismatches(from_message(answer), reference, CONF) == [], f"frame {header.stamp}"
+    assert all(d.header == header and d.results[0].hypothesis.class_id for d in answer.detections)
+
+
+def test_throughput_mode_runs_frames_side_by_side_and_answers_in_frame_order(workspace, frames, tmp_path) -> None:
+    """openvino's performance_mode throughput: frames sent at 10x the recorded rate (50 Hz, faster than one
+    inference), unpaced: the frames that are answered are answered in order, each with its own detections, and
+    the newest frame always is."""
+    with launched(workspace, "openvino", tmp_path, model=str(asset(FP32_ONNX)), precision="fp32",
+                  performance_mode="throughput") as (process, probe, log):
+        active = get_parameter(probe, "yolo_openvino", "active_device")
+        probe.replay("/camera/image_raw", frames, rate=10.0)
+        last = stamp_ns(decoded(frames[-1])[0])
+        probe.spin_until(lambda: any(stamp_ns(a.header) == last for a in results_of(probe, "openvino")), 30)
+        answers = results_of(probe, "openvino")
+    assert stop(process) == 0
+    assert re.fullmatch(r"CPU \(fp32\), throughput: \d+ requests", active), active
+    frame_of = {stamp_ns(decoded(frame)[0]): frame for frame in frames}
+    stamps = [stamp_ns(answer.header) for answer in answers]
+    assert stamps == sorted(set(stamps)) and stamps[-1] == last, stamps
+    for answer, stamp in zip(answers, stamps):
+        assert_matches_ultralytics(answer, frame_of[stamp], FP32_ONNX)
+
+
+def stamp_ns(header) -> int:
+    return header.stamp.sec * 10**9 + header.stamp.nanosec
 
 
 def test_live_parameters_apply_on_the_next_frame_and_bad_values_are_refused(workspace, frames, tmp_path) -> None:

@@ -132,6 +132,14 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
                           choices=("fp32", "fp16", "bf16", "auto", "int8"), applies="rebuild"),
             _CALIBRATION_DATA,
             _THREADS,
+            # Measured (YOLOv8n bf16, 2 cores, pre- and post-processing in the loop): throughput 37.9 against
+            # 32.7 frames/s, p50 latency 51 against 30 ms.
+            ParameterSpec("performance_mode", "string", "latency", "latency: one frame at a time, each as fast "
+                          "as the device allows (for callers that wait for each answer). throughput: "
+                          "OpenVINO's THROUGHPUT hint: several frames in flight (the device's optimal number of "
+                          "infer requests), answers published in frame order: more answers per second when "
+                          "frames come faster than one inference, each one later.",
+                          choices=("latency", "throughput"), applies="rebuild"),
             _ACTIVE_DEVICE,
         )),
     Backend(

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import re
 from pathlib import Path
 from typing import Any, Mapping
@@ -54,13 +55,21 @@ class OpenVinoSession:
         threads = int(options.get("inference_threads", 0))
         if threads and device == "CPU":  # a CPU setting: other devices refuse it
             hint["INFERENCE_NUM_THREADS"] = threads
+        mode = str(options.get("performance_mode", "latency"))
+        hint["PERFORMANCE_HINT"] = mode.upper()
         self._compiled = core.compile_model(model, device, {**(properties or {}), **hint})
         chosen = _chosen_precision(self._compiled)
         if precision == "int8":
             precision = f"int8 + {chosen}"
         elif chosen not in ("?", precision):  # auto, or a hint the device lacks (fp16 on most CPUs runs bf16)
             precision = f"{precision}: {chosen}"
-        self._request = self._compiled.create_infer_request()
+        # Latency: one request, every core on each frame. Throughput: the device's optimal number of requests
+        # (as many as its streams), each run() on an idle one; the node runs that many frames at once.
+        self.in_flight = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")) \
+            if mode == "throughput" else 1
+        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for _ in range(self.in_flight):
+            self._idle.put(self._compiled.create_infer_request())
         first = model.inputs[0]
         self.input_name = first.get_any_name()
         self.input_shape = tuple(d.get_length() if d.is_static else -1 for d in first.get_partial_shape())
@@ -68,11 +77,19 @@ class OpenVinoSession:
         if device.startswith(_VIRTUAL_DEVICES):
             chosen = self._compiled.get_property("EXECUTION_DEVICES")
             self.active = f"{device} ({', '.join(chosen)}, {precision})"
+        if mode == "throughput":
+            self.active += f", throughput: {self.in_flight} requests"
         logger.info(f"openvino {ov.__version__} running {model_path.name} on {self.active}")
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        results = self._request.infer(dict(inputs))
-        return [np.asarray(results[output]) for output in self._compiled.outputs]
+        """One inference on an idle infer request (waiting for one when all are busy); thread-safe. The
+        outputs are copies (infer's default), so they outlive the request's next call."""
+        request = self._idle.get()
+        try:
+            results = request.infer(dict(inputs))
+            return [np.asarray(results[output]) for output in self._compiled.outputs]
+        finally:
+            self._idle.put(request)
 
 
 def _chosen_precision(compiled: Any) -> str:

@@ -255,13 +255,17 @@ def measure(name: str, command: list[str], answers_topic: str, answer_type: Any,
     return figures
 
 
-def variants(model: str, backend: str, int8_calibration: Path | None) -> list[tuple[str, dict[str, str]]]:
-    """(row name suffix, node parameters) of each node of `model` on `backend` to measure: its defaults, and with
-    `int8_calibration` (frames to calibrate on) its int8 node where the backend has int8."""
+def variants(model: str, backend: str, int8_calibration: Path | None,
+             throughput: bool = False) -> list[tuple[str, dict[str, str]]]:
+    """(row name suffix, node parameters) of each node of `model` on `backend` to measure: its defaults; with
+    `int8_calibration` (frames to calibrate on) its int8 node where the backend has int8; with `throughput` its
+    node in throughput mode where the backend has one (several frames in flight)."""
     rows, manifest = [("", {})], load_manifest(model)
-    if int8_calibration is not None and manifest.output in COMPARABLE_OUTPUTS and \
-            "int8" in precision_choices(manifest.backend(backend)):
+    row = manifest.backend(backend)
+    if int8_calibration is not None and manifest.output in COMPARABLE_OUTPUTS and "int8" in precision_choices(row):
         rows.append((" int8", {"precision": "int8", "calibration_data": str(int8_calibration)}))
+    if throughput and any(p.name == "performance_mode" for p in row.parameters):
+        rows.append((" throughput", {"performance_mode": "throughput"}))
     return rows
 
 
@@ -282,10 +286,9 @@ def precision_row(model: str, backend: str, parameters: Mapping[str, str]) -> di
 def run_suite(suite: Suite, ws: Path, env: dict[str, str], backends: list[str], yolo_weights: Path,
               frames: list[Any], quick: bool, out: Path, domain: int,
               backend_parameters: Mapping[str, Mapping[str, str]] | None = None,
-              int8_calibration: Path | None = None) -> list[dict[str, Any]]:
-    """Every runnable backend's node of `suite.model` (and its int8 node, calibrated on `int8_calibration`, where
-    the backend has one) and its baseline; `backend_parameters`: node parameters per backend (e.g. the remote
-    one's server_url)."""
+              int8_calibration: Path | None = None, throughput: bool = False) -> list[dict[str, Any]]:
+    """Every runnable backend's node of `suite.model` (and its int8 and throughput-mode nodes as `variants` says)
+    and its baseline; `backend_parameters`: node parameters per backend (e.g. the remote one's server_url)."""
     import cv2
 
     from vision_factory.image_conversion import image_to_bgr
@@ -296,7 +299,7 @@ def run_suite(suite: Suite, ws: Path, env: dict[str, str], backends: list[str], 
     weights, baseline_args = suite_weights(suite.model, quick, out / "weights", yolo_weights)
     rows = []
     for backend in backends:
-        for suffix, variant in variants(suite.model, backend, int8_calibration):
+        for suffix, variant in variants(suite.model, backend, int8_calibration, throughput):
             parameters = {**weights, **(backend_parameters or {}).get(backend, {}), **variant}
             with tempfile.TemporaryDirectory() as cache:
                 raw = raw_inference(suite.model, backend, parameters, env, image, Path(cache) / "raw", plan)
@@ -330,12 +333,12 @@ def run_suite(suite: Suite, ws: Path, env: dict[str, str], backends: list[str], 
 def run_benchmark(ws: Path, env: dict[str, str], backends_of: dict[str, list[str]], yolo_weights: Path,
                   frames: list[Any], quick: bool, out: Path, domain: int,
                   backend_parameters: Mapping[str, Mapping[str, str]] | None = None,
-                  int8_calibration: Path | None = None) -> list[dict[str, Any]]:
+                  int8_calibration: Path | None = None, throughput: bool = False) -> list[dict[str, Any]]:
     """Every suite in `backends_of` (model -> the backends to measure it on)."""
     rows = []
     for model, backends in backends_of.items():
         rows += run_suite(SUITES[model], ws, env, backends, yolo_weights, frames, quick, out, domain,
-                          backend_parameters, int8_calibration)
+                          backend_parameters, int8_calibration, throughput)
     return rows
 
 
@@ -485,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
                                                           "`vision-factory export --repository` of the same weights")
     parser.add_argument("--int8", action="store_true", help="also each backend's int8 node where it has one, "
                                                             "calibrated on --bag")
+    parser.add_argument("--throughput", action="store_true", help="also each backend's node in throughput mode "
+                                                                  "where it has one (openvino's performance_mode)")
     args = parser.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
     unknown = [m for m in models if m not in SUITES]
@@ -506,7 +511,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     rows = run_benchmark(args.workspace, workspace_env(args.workspace), backends_of, args.weights.resolve(),
                          bench_frames(args.bag), args.quick, args.out, args.domain,
-                         {"remote": {"server_url": args.server_url}}, args.bag if args.int8 else None)
+                         {"remote": {"server_url": args.server_url}}, args.bag if args.int8 else None,
+                         args.throughput)
     print(write_results(rows, skipped, args.quick, args.out))
     print(f"[bench] wrote bench.json, bench.md and plots into {args.out}", file=sys.stderr)
     return 0
