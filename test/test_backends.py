@@ -239,7 +239,6 @@ def fake_tensorrt(parse_ok: bool = True) -> types.ModuleType:
             self.shapes[name] = (smallest, optimal, largest)
 
     class Builder:
-        platform_has_fast_fp16 = True
 
         def __init__(self, logger):
             pass
@@ -361,6 +360,21 @@ def test_tensorrt_builds_an_fp16_engine_and_keys_it_by_gpu_generation(fake_gpu, 
     trt.calls.clear()
     tensorrt_session.build_engine(doubling_onnx, engine, {"precision": "fp32"}, logging.getLogger("t"))
     assert ("flag", "FP16") not in trt.calls
+
+
+@pytest.mark.parametrize("capability, built", [((8, 9), "fp16"), ((7, 5), "fp16"), ((6, 1), "fp32")])
+def test_tensorrt_auto_builds_fp16_where_the_gpu_has_fast_fp16(fake_gpu, doubling_onnx, tmp_path, capability,
+                                                                built) -> None:
+    from vision_factory.backends import tensorrt_session
+
+    trt, cudart = fake_gpu
+    cudart.cudaDeviceGetAttribute = lambda attribute, device: (0, dict(zip((75, 76), capability))[attribute])
+    engine = tmp_path / "model.engine"
+    tensorrt_session.build_engine(doubling_onnx, engine, {"precision": "auto"}, logging.getLogger("t"))
+    assert (("flag", "FP16") in trt.calls) == (built == "fp16")
+    # The cache key holds what was built: auto's engine is the fp16 (or fp32) one.
+    assert tensorrt_session.runtime_fields({"precision": "auto"})["precision"] == built
+    assert tensorrt_session.TensorRtSession(engine, {"precision": "auto"}).active == f"cuda:0 (auto: {built} engine)"
 
 
 def test_tensorrt_parse_errors_are_reported(monkeypatch, fake_gpu, doubling_onnx, tmp_path) -> None:

@@ -149,8 +149,9 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         pip_packages=("tensorrt", "cuda-python"),
         parameters=(
             ParameterSpec("device", "string", "0", "CUDA GPU index (0 or cuda:0).", applies="rebuild"),
-            ParameterSpec("precision", "string", "fp16", "Engine precision.", choices=("fp16", "fp32"),
-                          applies="rebuild"),
+            ParameterSpec("precision", "string", "fp16", "Engine precision; auto: fp16 where the GPU has fast "
+                          "fp16 (compute capability 5.3 and later but 6.1), else fp32.",
+                          choices=("fp16", "fp32", "auto"), applies="rebuild"),
             _ACTIVE_DEVICE,
         )),
     Backend(

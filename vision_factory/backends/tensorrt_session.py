@@ -51,6 +51,25 @@ def _device_index(options: Mapping[str, Any]) -> int:
     return int(text)
 
 
+def compute_capability(options: Mapping[str, Any]) -> tuple[int, int]:
+    """(major, minor) of the GPU the options name."""
+    cudart, device = _cudart(), _device_index(options)
+    attr = cudart.cudaDeviceAttr
+    return (int(_check(cudart.cudaDeviceGetAttribute(attr.cudaDevAttrComputeCapabilityMajor, device))),
+            int(_check(cudart.cudaDeviceGetAttribute(attr.cudaDevAttrComputeCapabilityMinor, device))))
+
+
+def engine_precision(options: Mapping[str, Any]) -> str:
+    """The precision an engine is built in: the `precision` option, with auto (and fp16 on a GPU without fast
+    fp16, with a warning at build) resolved from the GPU's compute capability (TensorRT 10.5 deprecated its own
+    query for this in favour of CUDA's): fp16 from 5.3 on, except 6.1 (consumer Pascal: fp16 at 1/64 rate)."""
+    precision = str(options.get("precision", "fp16"))
+    if precision not in ("fp16", "auto"):
+        return precision
+    major, minor = compute_capability(options)
+    return "fp16" if (major, minor) >= (5, 3) and (major, minor) != (6, 1) else "fp32"
+
+
 def profile_shapes(onnx_path: Path) -> dict[str, tuple[tuple[int, ...], ...]]:
     """Per input with a dynamic axis: its (min, opt, max) shapes, from the ranges the export wrote into the
     ONNX metadata (DYNAMIC_AXIS_RANGES); BackendError for a dynamic axis with no range."""
@@ -98,12 +117,11 @@ def build_engine(onnx_path: Path, engine_path: Path, options: Mapping[str, Any],
         for name, (smallest, optimal, largest) in dynamic.items():
             profile.set_shape(name, smallest, optimal, largest)
         config.add_optimization_profile(profile)
-    precision = str(options.get("precision", "fp16"))
+    requested, precision = str(options.get("precision", "fp16")), engine_precision(options)
+    if requested == "fp16" and precision != "fp16":
+        logger.warning("this GPU has no fast fp16; building the TensorRT engine in fp32")
     if precision == "fp16":
-        if not builder.platform_has_fast_fp16:
-            logger.warning("this GPU has no fast fp16; building the TensorRT engine in fp32")
-        else:
-            config.set_flag(trt.BuilderFlag.FP16)
+        config.set_flag(trt.BuilderFlag.FP16)
     logger.info(f"building a TensorRT {precision} engine from {onnx_path.name}; this takes minutes once")
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -113,16 +131,13 @@ def build_engine(onnx_path: Path, engine_path: Path, options: Mapping[str, Any],
 
 
 def runtime_fields(options: Mapping[str, Any]) -> dict[str, str]:
-    """What an engine depends on besides its ONNX source: TensorRT version, GPU generation, precision."""
+    """What an engine depends on besides its ONNX source: TensorRT version, GPU generation, the precision it is
+    built in (auto's engine is the fp16 or fp32 one)."""
     import tensorrt as trt
 
-    cudart = _cudart()
-    device = _device_index(options)
-    attr = cudart.cudaDeviceAttr
-    major = _check(cudart.cudaDeviceGetAttribute(attr.cudaDevAttrComputeCapabilityMajor, device))
-    minor = _check(cudart.cudaDeviceGetAttribute(attr.cudaDevAttrComputeCapabilityMinor, device))
+    major, minor = compute_capability(options)
     return {"tensorrt": trt.__version__, "compute_capability": f"{major}.{minor}",
-            "precision": str(options.get("precision", "fp16"))}
+            "precision": engine_precision(options)}
 
 
 class TensorRtSession:
@@ -158,7 +173,8 @@ class TensorRtSession:
             self._context.set_tensor_address(name, self._buffers[name])
         self.input_name = self._inputs[0]
         self.input_shape = tuple(self._engine.get_tensor_shape(self.input_name))
-        self.active = f"cuda:{device} ({options.get('precision', 'fp16')} engine)"
+        requested, precision = str(options.get("precision", "fp16")), engine_precision(options)
+        self.active = f"cuda:{device} ({precision if requested == precision else f'{requested}: {precision}'} engine)"
         logger.info(f"tensorrt {trt.__version__} running {engine_path.name} on {self.active}")
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
