@@ -216,7 +216,7 @@ def fake_tensorrt(parse_ok: bool = True) -> types.ModuleType:
     trt.__version__ = "10.0-fake"
     trt.calls = []
     trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level=0: None})
-    trt.BuilderFlag = types.SimpleNamespace(FP16="FP16")
+    trt.BuilderFlag = types.SimpleNamespace(FP16="FP16", INT8="INT8")
     trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
     trt.TensorIOMode = types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
     trt.nptype = lambda dtype: {"float": np.float32, "int64": np.int64}[dtype]
@@ -375,6 +375,59 @@ def test_tensorrt_auto_builds_fp16_where_the_gpu_has_fast_fp16(fake_gpu, doublin
     # The cache key holds what was built: auto's engine is the fp16 (or fp32) one.
     assert tensorrt_session.runtime_fields({"precision": "auto"})["precision"] == built
     assert tensorrt_session.TensorRtSession(engine, {"precision": "auto"}).active == f"cuda:0 (auto: {built} engine)"
+
+
+def test_tensorrt_int8_builds_its_engine_from_a_symmetric_qdq_network_calibrated_on_the_cpu(
+        fake_gpu, monkeypatch, tmp_path) -> None:
+    """TensorRT's int8 is explicit quantization: onnxruntime quantises the network in TensorRT's form (zero
+    points 0, only the inputs of weighted ops), calibrated on the bag through onnxruntime on the CPU, and the
+    engine is built from that network with the INT8 flag. No GPU here: onnxruntime runs the network the engine
+    was given in its place, so the detections below are that int8 network's."""
+    import cv2
+    import onnx
+    import onnxruntime
+
+    from conftest import ASSETS, BAG, FP32_ONNX, asset
+    from vision_factory.backends import tensorrt_session
+    from vision_factory.loaded_model import load_default_model
+    from vision_factory.quantization import WEIGHTED_OPS
+
+    trt, _ = fake_gpu
+    given = {}
+    monkeypatch.setattr(trt.OnnxParser, "parse", lambda self, data: given.update(network=data) or True)
+    monkeypatch.setattr(trt.Builder, "build_serialized_network", lambda self, network, config: given["network"])
+
+    class NetworkOnTheCpu:
+        def __init__(self, engine_path: Path, options, logger=None):
+            self._session = onnxruntime.InferenceSession(engine_path.read_bytes())
+            first = self._session.get_inputs()[0]
+            self.input_name, self.input_shape, self.active = first.name, tuple(first.shape), "cpu"
+
+        def run(self, inputs):
+            return self._session.run(None, dict(inputs))
+
+    monkeypatch.setattr(tensorrt_session, "TensorRtSession", NetworkOnTheCpu)
+    calibration = str(asset(BAG))
+    loaded = load_default_model("yolo", "tensorrt", asset(FP32_ONNX), tmp_path, logging.getLogger("t"),
+                                precision="int8", calibration_data=calibration)
+    assert loaded.artifact.path.name == "model.engine" and loaded.artifact.exported
+    assert {("flag", "INT8"), ("flag", "FP16")} <= set(trt.calls)  # this GPU (8.9) has fast fp16 for the rest
+    network = onnx.load_from_string(given["network"])
+    constants = {tensor.name: onnx.numpy_helper.to_array(tensor) for tensor in network.graph.initializer}
+    quantizers = [node for node in network.graph.node if node.op_type == "QuantizeLinear"]
+    assert quantizers and all(constants[node.input[2]].dtype == np.int8 and not constants[node.input[2]].any()
+                              for node in quantizers)  # symmetric int8: TensorRT's only form
+    readers: dict[str, set[str]] = {}
+    for node in network.graph.node:
+        for name in node.input:
+            readers.setdefault(name, set()).add(node.op_type)
+    dequantized = [node.output[0] for node in network.graph.node if node.op_type == "DequantizeLinear"]
+    assert all(readers[name] & WEIGHTED_OPS for name in dequantized)  # each pair is there for a weighted op
+    found = loaded.model(cv2.imread(str(asset(ASSETS / "images" / "bus.jpg"))))
+    assert sum(found.class_name(int(c)) == "person" for c in found.class_ids) >= 4
+    again = load_default_model("yolo", "tensorrt", asset(FP32_ONNX), tmp_path, logging.getLogger("t"),
+                               precision="int8", calibration_data=calibration)
+    assert not again.artifact.exported and again.artifact.path == loaded.artifact.path
 
 
 def test_tensorrt_parse_errors_are_reported(monkeypatch, fake_gpu, doubling_onnx, tmp_path) -> None:

@@ -137,16 +137,20 @@ def load_model(manifest: Manifest, backend: Backend, values: Mapping[str, Any],
     paths = resolve_weights(manifest, values)
     sizing = partial(export_options, manifest, dict(values), paths)
     options = sizing(frame_hw)
-    artifacts = prepare_artifacts(manifest, backend, values, paths, options, logger, on_export)
     backend_options = backend.options(values)
+    int8 = backend_options.get("precision") == "int8"
+    if int8:
+        from vision_factory.quantization import int8_source, quantized_artifacts
+
+    # int8 starts from the fp32 artifacts it is quantised from: the backend's own, or (tensorrt) ONNX files.
+    artifacts = prepare_artifacts(manifest, int8_source(backend) if int8 else backend, values, paths, options, logger,
+                                  on_export)
 
     def build(sessions: dict[str, Any]) -> Any:
         return manifest.load_module().build_model(
             sessions, {role: artifact.metadata for role, artifact in artifacts.items()}, options["model"], logger)
 
-    if backend_options.get("precision") == "int8":
-        from vision_factory.quantization import quantized_artifacts
-
+    if int8:
         artifacts = quantized_artifacts(backend, artifacts, values, build, logger, on_export)
     sessions = {role: backend.open(artifact, backend_options, logger) for role, artifact in artifacts.items()}
     model = build(sessions)

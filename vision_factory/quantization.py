@@ -4,24 +4,28 @@ Calibration feeds each network exactly what the model feeds it: the fp32 model r
 through sessions that record their inputs (its own preprocessing, every network of a multi-network model),
 then each network is quantised from what it saw. onnx: onnxruntime's static quantisation (QDQ, int8 weights
 per channel, uint8 activations, MinMax ranges, the layer that reads the input kept in fp32); openvino: NNCF's
-post-training quantisation. The decode tail of a network (the ops after its last convolution or matrix product
-on every path to an output, e.g. YOLO's box decoding and the concat of boxes in pixels with scores in 0..1)
-stays in float: one int8 scale for both would zero every score.
+post-training quantisation; tensorrt: TensorRT's explicit quantization, the path NVIDIA recommends since
+TensorRT 10.1 deprecated its calibrators: the same onnxruntime quantisation in TensorRT's form (symmetric int8
+activations and weights, only the inputs of weighted ops quantised), calibrated through onnxruntime on the
+CPU, then the engine is built from that QDQ network. The decode tail of a network (the ops after its last
+convolution or matrix product on every path to an output, e.g. YOLO's box decoding and the concat of boxes in
+pixels with scores in 0..1) stays in float: one int8 scale for both would zero every score.
 """
 from __future__ import annotations
 
 import importlib.util
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from vision_factory.artifacts import Artifact
-from vision_factory.backends import Backend
+from vision_factory.backends import Backend, get_backend
 from vision_factory.errors import ConfigError
-from vision_factory.export_cache import ExportCache, sha256_path
+from vision_factory.export_cache import CacheEntry, ExportCache, sha256_path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
@@ -135,9 +139,12 @@ def openvino_decode_tail(model: Any) -> list[str]:
     return [op.get_friendly_name() for op in tail if op.get_type_name() not in ("Result", "Constant")]
 
 
-def quantize_onnx(source: Path, dst: Path, inputs: list[dict[str, np.ndarray]], logger: Any) -> dict[str, str]:
+def quantize_onnx(source: Path, dst: Path, inputs: list[dict[str, np.ndarray]], logger: Any,
+                  for_tensorrt: bool = False) -> dict[str, str]:
     """Write the int8 QDQ model of the ONNX file `source` to `dst`, calibrated on `inputs` (one dict of input
-    arrays a run). Returns what made it, for the cache entry's metadata."""
+    arrays a run). Returns what made it, for the cache entry's metadata. `for_tensorrt`: in the form TensorRT's
+    explicit quantization takes: symmetric int8 activations (its zero points must be 0) and only the inputs
+    of weighted ops quantised, where its int8 kernels are."""
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
@@ -164,11 +171,18 @@ def quantize_onnx(source: Path, dst: Path, inputs: list[dict[str, np.ndarray]], 
 
     logger.info(f"quantising {source.name} to int8 on {len(inputs)} calibration runs ({len(tail)} decode ops "
                 f"and the input layer's {len(first)} kept in fp32)")
+    # TensorRT: Q/DQ on the inputs of weighted ops only, not on their outputs (as NVIDIA's Model Optimizer places
+    # them), so it fuses each convolution with its activation and picks their output precision itself.
+    form = ({"activation_type": QuantType.QInt8, "op_types_to_quantize": sorted(WEIGHTED_OPS),
+             "extra_options": {"ActivationSymmetric": True, "WeightSymmetric": True,
+                               "OpTypesToExcludeOutputQuantization": sorted(WEIGHTED_OPS)}} if for_tensorrt
+            else {"activation_type": QuantType.QUInt8})
     quantize_static(str(prepared), str(dst), Inputs(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=first + tail)
+                    weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                    nodes_to_exclude=first + tail, **form)
     prepared.unlink()
-    return {"quantizer": QUANTIZERS["onnxruntime"].describe(), "fp32_nodes": ",".join(first + tail)}
+    quantizer = QUANTIZERS["tensorrt" if for_tensorrt else "onnxruntime"]
+    return {"quantizer": quantizer.describe(), "fp32_nodes": ",".join(first + tail)}
 
 
 def quantize_openvino(source: Path, dst: Path, inputs: list[dict[str, np.ndarray]], logger: Any) -> dict[str, str]:
@@ -196,6 +210,9 @@ class Quantizer:
     quantize: Callable[[Path, Path, list[dict[str, np.ndarray]], Any], dict[str, str]]
     packages: tuple[str, ...]
     requirements: str  # the requirements/ file that installs them
+    # The backend whose fp32 artifacts are calibrated on and quantised ("": the node's own). Its int8 artifact is
+    # then converted for the node's backend (TensorRT: the QDQ ONNX file -> an engine).
+    calibrated_on: str = ""
 
     def describe(self) -> str:
         """The method and the versions of the packages that implement it (part of the cache key)."""
@@ -211,6 +228,10 @@ QUANTIZERS = {
                              "onnx.txt"),
     "openvino": Quantizer("NNCF post-training quantisation: MIXED preset, decode tail in float", "model.xml",
                           quantize_openvino, ("nncf", "openvino"), "openvino-int8.txt"),
+    "tensorrt": Quantizer("onnxruntime static quantisation for TensorRT explicit quantization: QDQ, symmetric "
+                          "per-channel int8 weights, symmetric int8 activations of weighted ops only, MinMax, input "
+                          "layer and decode tail fp32", "model.onnx", partial(quantize_onnx, for_tensorrt=True),
+                          ("onnxruntime",), "onnx.txt", calibrated_on="onnx"),
 }
 
 
@@ -218,14 +239,21 @@ def quantizer_of(backend: Backend) -> Quantizer:
     """The quantiser of `backend`'s runtime; ConfigError naming the backends with one otherwise."""
     runtime = backend.runtime.__name__.rsplit(".", 1)[-1].removesuffix("_session")
     if runtime not in QUANTIZERS:
-        raise ConfigError(f"precision int8 is not available on the {backend.name} backend (int8 here: onnx and "
-                          f"openvino)")
+        raise ConfigError(f"precision int8 is not available on the {backend.name} backend (int8 here: onnx, "
+                          f"openvino and tensorrt)")
     quantizer = QUANTIZERS[runtime]
     missing = [p for p in quantizer.packages if importlib.util.find_spec(p) is None]
     if missing:
         raise ConfigError(f"precision int8 on the {backend.name} backend needs {', '.join(missing)} (pip install -r "
                           f"requirements/{quantizer.requirements})")
     return quantizer
+
+
+def int8_source(backend: Backend) -> Backend:
+    """The backend whose fp32 artifacts `backend`'s int8 ones are made from (quantizer_of(backend).calibrated_on,
+    else `backend`); ConfigError as quantizer_of when it has no int8."""
+    name = quantizer_of(backend).calibrated_on
+    return get_backend(name) if name else backend
 
 
 def _network_sha256(path: Path) -> str:
@@ -240,16 +268,17 @@ def quantized_artifacts(backend: Backend, artifacts: Mapping[str, Artifact], val
     """The int8 artifact of each fp32 artifact in `artifacts`, from the cache or quantised now: calibrated on
     the frames of values['calibration_data'], fed through `build_model(sessions)` (the model on fp32
     sessions). Keyed by the fp32 artifact, the calibration data and the quantiser's version."""
-    quantizer = quantizer_of(backend)
+    quantizer, calibrated_on = quantizer_of(backend), int8_source(backend)
     source = str(values.get("calibration_data", ""))
     cache = ExportCache(values.get("cache_dir") or None)
     recorded: dict[str, RecordingSession] = {}
+    fp32_options = {**calibrated_on.options(values), "precision": "fp32"}  # tensorrt's: onnx on the CPU
 
     def calibrate() -> dict[str, RecordingSession]:
         if not recorded:  # only when an artifact is missing from the cache
             frames = calibration_frames(source)
-            sessions = {role: RecordingSession(backend.open(artifact, {**backend.options(values), "precision": "fp32"},
-                                                            logger)) for role, artifact in artifacts.items()}
+            sessions = {role: RecordingSession(calibrated_on.open(artifact, fp32_options, logger))
+                        for role, artifact in artifacts.items()}
             model = build_model(sessions)
             logger.info(f"calibrating int8 on {len(frames)} frames of {source}")
             for frame in frames:
@@ -274,8 +303,25 @@ def quantized_artifacts(backend: Backend, artifacts: Mapping[str, Artifact], val
             return {"model_metadata": artifact.metadata, **quantizer.quantize(artifact.path, dst, runs, logger)}
 
         entry = cache.get_or_build(fields, quantizer.artifact_filename, build, logger, on_export)
-        if not entry.built:
+        built = entry.built
+        if calibrated_on is not backend:
+            entry = _converted(backend, entry, values, cache, logger, on_export)
+            built = built or entry.built
+        if not built:
             logger.info(f"loaded the cached int8 {backend.name} export {entry.path}")
-        result[role] = Artifact(entry.path, dict(entry.metadata["model_metadata"]), exported=entry.built,
+        result[role] = Artifact(entry.path, dict(entry.metadata["model_metadata"]), exported=built,
                                 name=artifact.name)
     return result
+
+
+def _converted(backend: Backend, int8: CacheEntry, values: Mapping[str, Any], cache: ExportCache, logger: Any,
+               on_export: Callable[[], None] | None) -> CacheEntry:
+    """The cache entry of `backend`'s conversion of the int8 ONNX file in `int8` (a TensorRT engine), keyed by
+    that file and the backend's runtime, as any conversion."""
+    options = backend.options(values)
+    fields = {"backend": backend.name, "int8_onnx_sha256": sha256_path(int8.path), **backend.runtime_fields(options)}
+
+    def build(dst: Path) -> dict[str, Any]:
+        return {"model_metadata": int8.metadata["model_metadata"], **backend.convert(int8.path, dst, options, logger)}
+
+    return cache.get_or_build(fields, backend.artifact_filename, build, logger, on_export)

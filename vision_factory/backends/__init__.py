@@ -98,8 +98,9 @@ class Backend:
         return self._needs_runtime(self.runtime.runtime_fields, options)
 
     def options(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """This backend's settings (not its reports) taken from a node's parameter values."""
-        return {p.name: values[p.name] for p in self.parameters if p.applies != "report"}
+        """This backend's settings (not its reports) taken from a node's parameter values; defaults for those
+        `values` lacks (a node of another backend, e.g. tensorrt's int8 calibrating on onnx)."""
+        return {p.name: values.get(p.name, p.default) for p in self.parameters if p.applies != "report"}
 
     def report_parameter(self) -> str:
         """The parameter that states what is really running."""
@@ -150,8 +151,10 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         parameters=(
             ParameterSpec("device", "string", "0", "CUDA GPU index (0 or cuda:0).", applies="rebuild"),
             ParameterSpec("precision", "string", "fp16", "Engine precision; auto: fp16 where the GPU has fast "
-                          "fp16 (compute capability 5.3 and later but 6.1), else fp32.",
-                          choices=("fp16", "fp32", "auto"), applies="rebuild"),
+                          "fp16 (compute capability 5.3 and later but 6.1), else fp32; int8: the network quantised "
+                          "for TensorRT's explicit quantization (calibrated on calibration_data), the rest as auto.",
+                          choices=("fp16", "fp32", "auto", "int8"), applies="rebuild"),
+            _CALIBRATION_DATA,
             _ACTIVE_DEVICE,
         )),
     Backend(

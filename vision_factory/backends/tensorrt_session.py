@@ -59,15 +59,21 @@ def compute_capability(options: Mapping[str, Any]) -> tuple[int, int]:
             int(_check(cudart.cudaDeviceGetAttribute(attr.cudaDevAttrComputeCapabilityMinor, device))))
 
 
+def fast_fp16(options: Mapping[str, Any]) -> bool:
+    """Whether the GPU runs fp16 fast, from its compute capability (TensorRT 10.5 deprecated its own query for
+    this in favour of CUDA's): from 5.3 on, except 6.1 (consumer Pascal: fp16 at 1/64 rate)."""
+    capability = compute_capability(options)
+    return capability >= (5, 3) and capability != (6, 1)
+
+
 def engine_precision(options: Mapping[str, Any]) -> str:
     """The precision an engine is built in: the `precision` option, with auto (and fp16 on a GPU without fast
-    fp16, with a warning at build) resolved from the GPU's compute capability (TensorRT 10.5 deprecated its own
-    query for this in favour of CUDA's): fp16 from 5.3 on, except 6.1 (consumer Pascal: fp16 at 1/64 rate)."""
+    fp16, with a warning at build) resolved by fast_fp16. int8 stays int8: its network says which ops are int8
+    (explicit quantization), the others run as auto."""
     precision = str(options.get("precision", "fp16"))
     if precision not in ("fp16", "auto"):
         return precision
-    major, minor = compute_capability(options)
-    return "fp16" if (major, minor) >= (5, 3) and (major, minor) != (6, 1) else "fp32"
+    return "fp16" if fast_fp16(options) else "fp32"
 
 
 def profile_shapes(onnx_path: Path) -> dict[str, tuple[tuple[int, ...], ...]]:
@@ -120,7 +126,9 @@ def build_engine(onnx_path: Path, engine_path: Path, options: Mapping[str, Any],
     requested, precision = str(options.get("precision", "fp16")), engine_precision(options)
     if requested == "fp16" and precision != "fp16":
         logger.warning("this GPU has no fast fp16; building the TensorRT engine in fp32")
-    if precision == "fp16":
+    if precision == "int8":  # the Q/DQ nodes of the network say where; the flag lets TensorRT run them in int8
+        config.set_flag(trt.BuilderFlag.INT8)
+    if precision == "fp16" or (precision == "int8" and fast_fp16(options)):
         config.set_flag(trt.BuilderFlag.FP16)
     logger.info(f"building a TensorRT {precision} engine from {onnx_path.name}; this takes minutes once")
     serialized = builder.build_serialized_network(network, config)
