@@ -42,11 +42,12 @@ def _onnxruntime_parameters(providers: str) -> tuple[ParameterSpec, ...]:
                       "calibration_data) on first launch into the cache.", choices=("fp32", "int8"), applies="rebuild"),
         _CALIBRATION_DATA,
         _THREADS,
-        # Measured (yolo_onnx node, 20 launches each, frames one at a time): median latency 74.8 ms spinning,
-        # 87.5 ms not; a loop of session runs alone: 67.6 against 70.8 ms, at 184% against 152% CPU.
-        ParameterSpec("allow_spinning", "bool", True, "ONNX Runtime's threads spin while waiting for work: lower "
-                      "latency (75 against 88 ms a YOLOv8n frame here), about a third of a core busier; false for "
-                      "a CPU shared with other nodes.", applies="rebuild"),
+        # Measured (yolo_onnx node, YOLOv8n fp32, 20 launches each, threads not pinned): spinning, 15 launches at
+        # 59-61 ms and 5 at 67-78; not spinning, 60-64 ms but one at 68. A dynamically quantised network spinning ran
+        # 2x slower in 2 launches of 5 (its session alone), not spinning 5 of 5 alike.
+        ParameterSpec("allow_spinning", "bool", False, "ONNX Runtime's threads spin while waiting for work: ~2 ms "
+                      "less per YOLOv8n frame when it goes well, but slow launches (up to 2x) and a third of a core "
+                      "busier; off by default.", applies="rebuild"),
         ParameterSpec("active_execution_provider", "string", "", "The execution providers ONNX Runtime "
                       "really runs, in order.", applies="report"),
     )
