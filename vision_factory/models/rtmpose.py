@@ -62,8 +62,11 @@ class PoseEstimator:
                                        for box in np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)))
         crops = np.stack(crops)
         blob = np.empty((len(crops), 3, *crops.shape[1:3]), np.float32)
-        for channel in range(3):  # rtmlib's (crop - MEAN) / STD in float64, a plane at a time: the same values
-            blob[:, channel] = (crops[..., channel] - MEAN[channel]) / STD[channel]
+        # rtmlib's (crop - MEAN) / STD, a plane at a time, in float32 where rtmlib computes float64 and then casts:
+        # within 2.4e-7 of its values and 1.7x as fast (1.7 against 2.9 ms for 15 people).
+        for channel, (mean, std) in enumerate(zip(MEAN.astype(np.float32), STD.astype(np.float32))):
+            np.subtract(crops[..., channel], mean, out=blob[:, channel], dtype=np.float32)
+            np.divide(blob[:, channel], std, out=blob[:, channel])
         return blob, np.stack(centers), np.stack(scales)
 
     def runs(self, blob: np.ndarray) -> list[np.ndarray]:
