@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import INT8_ONNX, IMAGES, asset
+from vision_factory.input_tensor import planar_blob
 from vision_factory.letterbox import letterbox
 from vision_factory.models.yolo import YoloDetector
 from vision_factory.nms import class_aware_nms
@@ -116,3 +117,14 @@ def test_non_finite_model_output_is_an_error_not_detections(row: int, value: flo
     detector = YoloDetector(FixedSession(output), {}, {"imgsz": 640})
     with pytest.raises(ValueError, match="the model output contains NaN or Inf"):
         detector(np.zeros((480, 640, 3), np.uint8))
+
+
+@pytest.mark.parametrize("reverse_channels", [False, True])
+@pytest.mark.parametrize("scale", [1.0, 1.0 / 255.0])
+def test_planar_blob_equals_the_transposed_image_bit_for_bit(reverse_channels: bool, scale: float) -> None:
+    image = np.random.default_rng(3).integers(0, 256, (333, 517, 3), dtype=np.uint8)
+    channels = image[:, :, ::-1] if reverse_channels else image
+    expected = (channels.transpose(2, 0, 1)[None].astype(np.float32) * np.float32(scale))
+    blob = planar_blob(image, scale, reverse_channels)
+    assert blob.shape == (1, 3, 333, 517) and blob.dtype == np.float32 and blob.flags.c_contiguous
+    np.testing.assert_array_equal(blob, expected)

@@ -14,9 +14,10 @@ import numpy as np
 
 from vision_factory.backends.session import Session
 from vision_factory.errors import ConfigError
+from vision_factory.input_tensor import planar_blob
 from vision_factory.letterbox import letterbox
 from vision_factory.models import yolo, yolo_weights
-from vision_factory.models.rtmlib_support import ZOO_WEIGHTS, to_blob
+from vision_factory.models.rtmlib_support import ZOO_WEIGHTS
 
 # A YOLO .pt checkpoint is exported to ONNX with ultralytics, at this input size.
 CHECKPOINTS, is_checkpoint = yolo_weights.CHECKPOINTS, yolo_weights.is_checkpoint
@@ -54,7 +55,7 @@ class YoloxPersons:
     def preprocess(self, image_bgr: np.ndarray) -> tuple[np.ndarray, float]:
         """The (1, 3, H, W) input tensor, and the resize ratio that maps its boxes back (divide by it)."""
         padded, placement = letterbox(image_bgr, self.input_hw, center=False, truncate=True)
-        return to_blob(padded), placement.ratio
+        return planar_blob(padded), placement.ratio
 
     def __call__(self, image_bgr: np.ndarray, score_threshold: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
         """Boxes (N, 4) x1, y1, x2, y2 in source pixels, clipped to the image, and their scores, best first."""

@@ -1,21 +1,13 @@
-"""What the models built on rtmlib's processing share: the tensor layout its networks take, and weights
-given as a file or as a URL of rtmlib's model zoo (a zip holding end2end.onnx), downloaded with rtmlib's
-downloader."""
+"""What the models built on rtmlib's processing share: weights given as a file or as a URL of rtmlib's model
+zoo (a zip holding end2end.onnx), downloaded with rtmlib's downloader."""
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
 
 from vision_factory.errors import ConfigError, file_problem
 from vision_factory.models import OnnxOnlyWeights
 
 URL_SCHEMES = ("http://", "https://")
-
-
-def to_blob(image: np.ndarray) -> np.ndarray:
-    """rtmlib's preprocessed HWC image -> the (1, 3, H, W) float32 tensor its networks take."""
-    return np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
 
 
 class RtmlibZooWeights(OnnxOnlyWeights):

@@ -13,6 +13,7 @@ import numpy as np
 from vision_factory.backends.session import Session
 from vision_factory.detections import Detections
 from vision_factory.errors import ConfigError
+from vision_factory.input_tensor import planar_blob
 from vision_factory.letterbox import Letterbox, letterbox
 from vision_factory.nms import class_aware_nms
 
@@ -57,11 +58,7 @@ class YoloDetector:
     def preprocess(self, image_bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         """BGR (H, W, 3) uint8 -> (1, 3, h, w) float32 RGB in [0, 1], letterboxed; and the placement."""
         canvas, placement = letterbox(image_bgr, self.input_hw, PAD_VALUE)
-        # BGR -> RGB, HWC -> CHW, uint8 -> float32 and the scaling in one pass into the output (a
-        # separate astype and multiply took 2.6x as long at 640x640).
-        blob = np.empty((1, 3, *canvas.shape[:2]), np.float32)
-        np.multiply(canvas.transpose(2, 0, 1)[::-1], np.float32(1.0 / 255.0), out=blob[0], dtype=np.float32)
-        return blob, placement
+        return planar_blob(canvas, 1.0 / 255.0, reverse_channels=True), placement
 
     def postprocess(self, output: np.ndarray, placement: Letterbox, confidence_threshold: float,
                     iou_threshold: float, classes: np.ndarray | None, max_detections: int) -> Detections:
