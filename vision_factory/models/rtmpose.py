@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping
 
+import cv2
 import numpy as np
 from rtmlib.tools.pose_estimation.post_processings import get_simcc_maximum
 from rtmlib.tools.pose_estimation.pre_processings import bbox_xyxy2cs, top_down_affine
@@ -30,6 +31,8 @@ weights_problem, resolve_weights = ZOO_WEIGHTS.weights_problem, ZOO_WEIGHTS.reso
 # padding and the SimCC bins per input pixel, as rtmlib's RTMPose uses them.
 MEAN = np.array((123.675, 116.28, 103.53))
 STD = np.array((58.395, 57.12, 57.375))
+# (pixel - MEAN) / STD for every uint8 pixel value, per channel (crops are uint8, as rtmlib's warp leaves them).
+NORMALISATION_TABLES = [((np.arange(256) - mean) / std).astype(np.float32) for mean, std in zip(MEAN, STD)]
 BOX_PADDING = 1.25
 SIMCC_SPLIT_RATIO = 2.0
 # rtmlib's skeleton tables by keypoint count (as its draw_skeleton picks them).
@@ -58,16 +61,17 @@ class PoseEstimator:
 
     def preprocess(self, image_bgr: np.ndarray, boxes_xyxy: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The normalised (N, 3, H, W) crops around N boxes, and their centres and sizes (N, 2)."""
-        crops, centers, scales = zip(*(self.crop(image_bgr, box)
-                                       for box in np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)))
-        crops = np.stack(crops)
-        blob = np.empty((len(crops), 3, *crops.shape[1:3]), np.float32)
-        # rtmlib's (crop - MEAN) / STD, a plane at a time, in float32 where rtmlib computes float64 and then casts:
-        # within 2.4e-7 of its values and faster (1.5-2.1 against 2.8-2.9 ms for 15 people).
-        for channel, (mean, std) in enumerate(zip(MEAN.astype(np.float32), STD.astype(np.float32))):
-            np.subtract(crops[..., channel], mean, out=blob[:, channel], dtype=np.float32)
-            np.divide(blob[:, channel], std, out=blob[:, channel])
-        return blob, np.stack(centers), np.stack(scales)
+        boxes = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)
+        width, height = self.model_input_size
+        blob = np.empty((len(boxes), 3, height, width), np.float32)
+        centers, scales = np.empty((len(boxes), 2), np.float32), np.empty((len(boxes), 2), np.float32)
+        for index, box in enumerate(boxes):
+            crop, centers[index], scales[index] = self.crop(image_bgr, box)
+            # rtmlib's (crop - MEAN) / STD, looked up per channel: its float64 values cast to float32, bit for
+            # bit, written straight into the tensor (1.1 against 1.6 ms of arithmetic for 15 people).
+            for channel, plane in enumerate(cv2.split(crop)):
+                cv2.LUT(plane, NORMALISATION_TABLES[channel], dst=blob[index, channel])
+        return blob, centers, scales
 
     def runs(self, blob: np.ndarray) -> list[np.ndarray]:
         """The crops of a frame through the network: one run, or one per crop when its batch is fixed."""
