@@ -59,21 +59,20 @@ def compute_capability(options: Mapping[str, Any]) -> tuple[int, int]:
             int(_check(cudart.cudaDeviceGetAttribute(attr.cudaDevAttrComputeCapabilityMinor, device))))
 
 
-def fast_fp16(options: Mapping[str, Any]) -> bool:
-    """Whether the GPU runs fp16 fast, from its compute capability (TensorRT 10.5 deprecated its own query for
-    this in favour of CUDA's): from 5.3 on, except 6.1 (consumer Pascal: fp16 at 1/64 rate)."""
-    capability = compute_capability(options)
+def fast_fp16(capability: tuple[int, int]) -> bool:
+    """Whether a GPU of this compute capability runs fp16 fast (TensorRT 10.5 deprecated its own query for this
+    in favour of CUDA's): from 5.3 on, except 6.1 (consumer Pascal: fp16 at 1/64 rate)."""
     return capability >= (5, 3) and capability != (6, 1)
 
 
-def engine_precision(options: Mapping[str, Any]) -> str:
-    """The precision an engine is built in: the `precision` option, with auto (and fp16 on a GPU without fast
-    fp16, with a warning at build) resolved by fast_fp16. int8 stays int8: its network says which ops are int8
-    (explicit quantization), the others run as auto."""
-    precision = str(options.get("precision", "fp16"))
-    if precision not in ("fp16", "auto"):
-        return precision
-    return "fp16" if fast_fp16(options) else "fp32"
+def engine_precision(options: Mapping[str, Any], capability: tuple[int, int]) -> str:
+    """The precision an engine is built in on a GPU of this compute capability: the `precision` option, with
+    auto (and fp16 on a GPU without fast fp16, with a warning at build) resolved by fast_fp16. int8 stays int8:
+    its network says which ops are int8 (explicit quantization), the others run as auto."""
+    requested = str(options.get("precision", "fp16"))
+    if requested not in ("fp16", "auto"):
+        return requested
+    return "fp16" if fast_fp16(capability) else "fp32"
 
 
 def profile_shapes(onnx_path: Path) -> dict[str, tuple[tuple[int, ...], ...]]:
@@ -123,12 +122,13 @@ def build_engine(onnx_path: Path, engine_path: Path, options: Mapping[str, Any],
         for name, (smallest, optimal, largest) in dynamic.items():
             profile.set_shape(name, smallest, optimal, largest)
         config.add_optimization_profile(profile)
-    requested, precision = str(options.get("precision", "fp16")), engine_precision(options)
+    requested, capability = str(options.get("precision", "fp16")), compute_capability(options)
+    precision = engine_precision(options, capability)
     if requested == "fp16" and precision != "fp16":
         logger.warning("this GPU has no fast fp16; building the TensorRT engine in fp32")
     if precision == "int8":  # the Q/DQ nodes of the network say where; the flag lets TensorRT run them in int8
         config.set_flag(trt.BuilderFlag.INT8)
-    if precision == "fp16" or (precision == "int8" and fast_fp16(options)):
+    if precision == "fp16" or (precision == "int8" and fast_fp16(capability)):
         config.set_flag(trt.BuilderFlag.FP16)
     logger.info(f"building a TensorRT {precision} engine from {onnx_path.name}; this takes minutes once")
     serialized = builder.build_serialized_network(network, config)
@@ -143,9 +143,9 @@ def runtime_fields(options: Mapping[str, Any]) -> dict[str, str]:
     built in (auto's engine is the fp16 or fp32 one)."""
     import tensorrt as trt
 
-    major, minor = compute_capability(options)
-    return {"tensorrt": trt.__version__, "compute_capability": f"{major}.{minor}",
-            "precision": engine_precision(options)}
+    capability = compute_capability(options)
+    return {"tensorrt": trt.__version__, "compute_capability": "{}.{}".format(*capability),
+            "precision": engine_precision(options, capability)}
 
 
 class TensorRtSession:
@@ -181,7 +181,8 @@ class TensorRtSession:
             self._context.set_tensor_address(name, self._buffers[name])
         self.input_name = self._inputs[0]
         self.input_shape = tuple(self._engine.get_tensor_shape(self.input_name))
-        requested, precision = str(options.get("precision", "fp16")), engine_precision(options)
+        requested = str(options.get("precision", "fp16"))
+        precision = engine_precision(options, compute_capability(options))
         self.active = f"cuda:{device} ({precision if requested == precision else f'{requested}: {precision}'} engine)"
         logger.info(f"tensorrt {trt.__version__} running {engine_path.name} on {self.active}")
 
