@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from vision_factory.backends import BACKENDS, get_backend
-from vision_factory.backends.onnxruntime_session import OnnxRuntimeSession, parse_providers, physical_cores
+from vision_factory.backends.onnxruntime_session import OnnxRuntimeSession, parse_providers
+from vision_factory.cpus import physical_cores
 from vision_factory.backends.session import BackendError
 from vision_factory.errors import ConfigError
 

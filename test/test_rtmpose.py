@@ -303,9 +303,14 @@ def test_all_people_of_a_frame_in_one_run_answer_as_rtmlib_one_by_one(tmp_path) 
     their_keypoints, their_scores = theirs(image, list(boxes))
     np.testing.assert_allclose(keypoints, their_keypoints, atol=1e-3)
     np.testing.assert_allclose(scores, their_scores, atol=1e-5)
-    blob, _, _ = ours.preprocess(image, boxes)  # the crops and their normalisation: rtmlib's, bit for bit
-    for crop, box in zip(blob, boxes):
-        np.testing.assert_array_equal(crop, theirs.preprocess(image, box)[0].transpose(2, 0, 1).astype(np.float32))
+    for workers in (1, 3):  # the crops and their normalisation, on one thread or shared out: rtmlib's, bit for bit
+        ours._crop_workers = workers
+        blob, centers, scales = ours.preprocess(image, boxes)
+        for crop, center, scale, box in zip(blob, centers, scales, boxes):
+            their_crop, their_center, their_scale = theirs.preprocess(image, box)
+            np.testing.assert_array_equal(crop, their_crop.transpose(2, 0, 1).astype(np.float32))
+            np.testing.assert_array_equal(center, their_center)
+            np.testing.assert_array_equal(scale, their_scale.reshape(2))
     assert len(set(map(tuple, keypoints[:, 0].round()))) == 5  # the crops answer differently: not vacuous
     ours.batched, calls[:] = False, []
     one_by_one = ours(image, boxes)

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from vision_factory.backends.session import BackendError
+from vision_factory.cpus import physical_cores
 
 # Short names users type -> ONNX Runtime provider names. Full provider names are accepted too.
 PROVIDER_ALIASES: dict[str, str] = {
@@ -54,20 +54,6 @@ def option_problem(name: str, value: Any) -> str:
     if name == "device" and not str(value).isdigit():
         return f"'{value}' is not a GPU index such as 0"
     return ""
-
-
-def physical_cores() -> int:
-    """The physical cores among the CPUs this process may run on (its affinity: taskset, cgroups), as ONNX
-    Runtime counts its default thread number; the CPU count where the topology cannot be read."""
-    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
-    cores = set()
-    for cpu in cpus:
-        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
-        try:
-            cores.add(((topology / "physical_package_id").read_text(), (topology / "core_id").read_text()))
-        except OSError:
-            return len(cpus)
-    return len(cores)
 
 
 class OnnxRuntimeSession:

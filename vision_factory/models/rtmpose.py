@@ -10,6 +10,7 @@ RTMPose weights are ONNX files (rtmlib's model zoo), so there is nothing to expo
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping
 
 import cv2
@@ -19,6 +20,7 @@ from rtmlib.tools.pose_estimation.pre_processings import bbox_xyxy2cs, top_down_
 from rtmlib.visualization import skeleton as rtmlib_skeletons
 
 from vision_factory.backends.session import Session
+from vision_factory.cpus import usable_cpus
 from vision_factory.models.person_detector import person_detector
 from vision_factory.models.rtmlib_support import ZOO_WEIGHTS
 from vision_factory.poses import Poses, Skeleton
@@ -35,6 +37,7 @@ STD = np.array((58.395, 57.12, 57.375))
 NORMALISATION_TABLES = [((np.arange(256) - mean) / std).astype(np.float32) for mean, std in zip(MEAN, STD)]
 BOX_PADDING = 1.25
 SIMCC_SPLIT_RATIO = 2.0
+MAX_CROP_WORKERS = 4  # threads that crop a frame's people (one per CPU, at most this many)
 # rtmlib's skeleton tables by keypoint count (as its draw_skeleton picks them).
 SKELETONS = {17: "coco17", 133: "coco133", 21: "hand21", 25: "coco25", 26: "halpe26"}
 
@@ -51,6 +54,8 @@ class PoseEstimator:
         self.session = session
         self.model_input_size = (width, height)  # rtmlib's order
         self.batched = session.input_shape[0] == -1
+        self._crop_workers = min(MAX_CROP_WORKERS, len(usable_cpus()))
+        self._crop_pool = ThreadPoolExecutor(self._crop_workers, thread_name_prefix="pose_crops")
 
     def crop(self, image_bgr: np.ndarray, box_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The (H, W, 3) crop around one box (padded by BOX_PADDING, at the model's aspect), and the crop's
@@ -65,12 +70,22 @@ class PoseEstimator:
         width, height = self.model_input_size
         blob = np.empty((len(boxes), 3, height, width), np.float32)
         centers, scales = np.empty((len(boxes), 2), np.float32), np.empty((len(boxes), 2), np.float32)
-        for index, box in enumerate(boxes):
-            crop, centers[index], scales[index] = self.crop(image_bgr, box)
-            # rtmlib's (crop - MEAN) / STD, looked up per channel: its float64 values cast to float32, bit for
-            # bit, written straight into the tensor (1.1 against 1.6 ms of arithmetic for 15 people).
-            for channel, plane in enumerate(cv2.split(crop)):
-                cv2.LUT(plane, NORMALISATION_TABLES[channel], dst=blob[index, channel])
+
+        def crop_into(indices: range) -> None:
+            for index in indices:
+                crop, centers[index], scales[index] = self.crop(image_bgr, boxes[index])
+                # rtmlib's (crop - MEAN) / STD, looked up per channel: its float64 values cast to float32, bit
+                # for bit, written straight into the tensor (1.1 against 1.6 ms of arithmetic for 15 people).
+                for channel, plane in enumerate(cv2.split(crop)):
+                    cv2.LUT(plane, NORMALISATION_TABLES[channel], dst=blob[index, channel])
+
+        # OpenCV's warp and lookup release the GIL: the people of a frame are cropped on every CPU the process
+        # may use (15 people: 2.9 against 4.3 ms on 2 CPUs).
+        parts = [range(start, len(boxes), self._crop_workers) for start in range(min(self._crop_workers, len(boxes)))]
+        if len(parts) > 1:
+            list(self._crop_pool.map(crop_into, parts))
+        else:
+            crop_into(range(len(boxes)))
         return blob, centers, scales
 
     def runs(self, blob: np.ndarray) -> list[np.ndarray]:
