@@ -100,6 +100,20 @@ def test_openvino_throughput_mode_runs_requests_in_parallel_with_the_same_result
         np.testing.assert_array_equal(y, latency.run({"images": x})[0])
 
 
+def test_a_throughput_node_warms_every_infer_request_at_load(tmp_path: Path) -> None:
+    """The first inference allocates and prepacks (0.1 s or more): each infer request pays it at load, not on
+    the first frames it gets."""
+    from conftest import FP32_ONNX, asset
+    from vision_factory.loaded_model import load_default_model
+
+    loaded = load_default_model("yolo", "openvino", asset(FP32_ONNX), tmp_path, logging.getLogger("t"),
+                                performance_mode="throughput")
+    session = loaded.sessions["model"]
+    requests = [session._idle.get() for _ in range(session.in_flight)]
+    assert loaded.in_flight == len(requests) >= 1
+    assert all(request.latency > 0 for request in requests)  # 0.0 until a request has run
+
+
 def test_thread_settings_reach_each_runtime(doubling_onnx: Path, tmp_path: Path) -> None:
     import torch
 
