@@ -7,14 +7,17 @@ own evaluation code), not from a copy of it here.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import io
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from vision_factory.depth import DepthMap
 from vision_factory.detections import Detections
+from vision_factory.generated_text import GeneratedText
+from vision_factory.masks import Segmentation
 from vision_factory.poses import Poses
 
 # A detection (or a person) of the candidate stands for one of the reference when both boxes overlap this much:
@@ -174,14 +177,86 @@ def depth_error(reference: DepthMap, candidate: DepthMap) -> DepthError:
                       (float(difference.max()) / extent if extent else 0.0,))
 
 
-def compare(reference: Detections | Poses | DepthMap,
-            candidate: Detections | Poses | DepthMap) -> DetectionAgreement | KeypointError | DepthError:
-    """The comparison that suits the kind of result: detections, poses or depth."""
+@dataclass(frozen=True)
+class MaskAgreement:
+    """Per prompt, the IoU of the candidate's mask with the fp32 reference's mask of the same prompt, and the
+    difference of their predicted IoU scores; + collects prompts and frames."""
+
+    ious: tuple[float, ...] = ()
+    score_differences: tuple[float, ...] = ()
+
+    def __add__(self, other: "MaskAgreement") -> "MaskAgreement":
+        return MaskAgreement(self.ious + other.ious, self.score_differences + other.score_differences)
+
+    @property
+    def mean_iou(self) -> float:
+        return float(np.mean(self.ious)) if self.ious else 1.0
+
+    @property
+    def min_iou(self) -> float:
+        return min(self.ious, default=1.0)
+
+    @property
+    def max_score_difference(self) -> float:
+        return max(self.score_differences, default=0.0)
+
+
+def mask_agreement(reference: Sequence[Segmentation], candidate: Sequence[Segmentation]) -> MaskAgreement:
+    """One frame's masks, prompt by prompt: each Segmentation of the two sequences answers one prompt, the same
+    prompt at the same index (one prompt each, so that overlapping masks do not hide each other). Two empty
+    masks agree (IoU 1)."""
+    ious, differences = [], []
+    for ours, theirs in zip(reference, candidate, strict=True):
+        for index in range(len(ours)):
+            a, b = ours.label_image == index + 1, theirs.label_image == index + 1
+            union = int(np.count_nonzero(a | b))
+            ious.append(np.count_nonzero(a & b) / union if union else 1.0)
+            differences.append(abs(float(ours.prompts.scores[index]) - float(theirs.prompts.scores[index])))
+    return MaskAgreement(tuple(ious), tuple(differences))
+
+
+@dataclass(frozen=True)
+class TextAgreement:
+    """Per frame, whether the candidate's generated text equals the fp32 reference's, and how alike the two are
+    (difflib's ratio over their words: 1 equal, 0 nothing in common); + collects frames."""
+
+    same: tuple[bool, ...] = ()
+    similarity: tuple[float, ...] = ()
+
+    def __add__(self, other: "TextAgreement") -> "TextAgreement":
+        return TextAgreement(self.same + other.same, self.similarity + other.similarity)
+
+    @property
+    def same_share(self) -> float:
+        return float(np.mean(self.same)) if self.same else 1.0
+
+    @property
+    def mean_similarity(self) -> float:
+        return float(np.mean(self.similarity)) if self.similarity else 1.0
+
+
+def text_agreement(reference: GeneratedText, candidate: GeneratedText) -> TextAgreement:
+    """One frame's generated text against the fp32 reference's."""
+    words = difflib.SequenceMatcher(None, reference.text.split(), candidate.text.split(), autojunk=False)
+    return TextAgreement((reference.text == candidate.text,), (words.ratio(),))
+
+
+Result = Detections | Poses | DepthMap | GeneratedText | Sequence[Segmentation]
+Comparison = DetectionAgreement | KeypointError | DepthError | MaskAgreement | TextAgreement
+
+
+def compare(reference: Result, candidate: Result) -> Comparison:
+    """The comparison that suits the kind of result: detections, poses, depth, generated text, or masks (a
+    frame's masks as one Segmentation per prompt)."""
     if isinstance(reference, Detections):
         return detection_agreement(reference, candidate)
     if isinstance(reference, Poses):
         return keypoint_error(reference, candidate)
     if isinstance(reference, DepthMap):
         return depth_error(reference, candidate)
+    if isinstance(reference, GeneratedText):
+        return text_agreement(reference, candidate)
+    if isinstance(reference, (list, tuple)) and all(isinstance(r, Segmentation) for r in reference):
+        return mask_agreement(reference, candidate)
     raise TypeError(f"no accuracy comparison for {type(reference).__name__} results")
 

@@ -3,8 +3,10 @@ every frame of the shipped video and images, and (for detectors) its person AP50
 
 The fp32 row is the reference; every other row is compared with it frame by frame (vision_factory.accuracy):
 detections recovered at IoU >= 0.5 of the same class, boxes lost and added, score differences; keypoint
-distances in pixels; depth error relative to the fp32 map's scale. The sample is small (a handful of images
-and video frames, 14 annotated people): a smoke report of what a precision changes, not a COCO mAP.
+distances in pixels; depth error relative to the fp32 map's scale; mask IoU prompt by prompt (a segmentation
+model is prompted with a MASK_GRID x MASK_GRID grid of points on each frame, one at a time, in place of its
+boxes / points parameters); generated text equal or how alike. The sample is small (a handful of images and
+video frames, 14 annotated people): a smoke report of what a precision changes, not a COCO mAP.
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from typing import Any, Mapping, Sequence
 import cv2
 import numpy as np
 
-from vision_factory.accuracy import DepthError, DetectionAgreement, KeypointError, compare, person_ap50
+from vision_factory.accuracy import (DepthError, DetectionAgreement, KeypointError, MaskAgreement, TextAgreement,
+                                     compare, person_ap50)
 from vision_factory.errors import ConfigError
 from vision_factory.backends import Backend
 from vision_factory.loaded_model import load_model
@@ -29,7 +32,8 @@ COCO_FOLDER = Path("images") / "coco_mmpose"
 COCO_TRUTH = COCO_FOLDER / "test_coco.json"
 OTHER_IMAGES = (Path("images") / "bus.jpg", Path("images") / "zidane.jpg")
 VIDEO = Path("videos") / "mmpose_demo.mp4"
-COMPARABLE_OUTPUTS = ("detections", "poses", "depth")  # the output kinds vision_factory.accuracy compares
+COMPARABLE_OUTPUTS = ("detections", "poses", "depth", "masks", "text")  # the kinds vision_factory.accuracy compares
+MASK_GRID = 3  # point prompts a side on each frame for a segmentation model
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,18 @@ def answers(manifest: Manifest, backend: Backend, values: Mapping[str, Any], fra
     `frame_hw` (None: the default size)."""
     loaded = load_model(manifest, backend, values, logger, frame_hw=frame_hw)
     options = loaded.frame_options(values)
+    if manifest.output == "masks":  # one prompt a call, so that no mask hides under another in the label image
+        return loaded.session.active, [[loaded.model(frame.image, **{**options, "boxes": "", "points": point})
+                                        for point in grid_points(frame.image.shape[:2])] for frame in frames]
     return loaded.session.active, [loaded.model(frame.image, **options) for frame in frames]
+
+
+def grid_points(frame_hw: tuple[int, int], side: int = MASK_GRID) -> list[str]:
+    """`points` prompts ("x,y") at the centres of a side x side tiling of a frame, row by row (the grid SAM's
+    automatic mask generator samples)."""
+    height, width = frame_hw
+    return [f"{(column + 0.5) * width / side:.1f},{(row + 0.5) * height / side:.1f}"
+            for row in range(side) for column in range(side)]
 
 
 def row(precision: str, active: str, results: list[Any], reference: list[Any], frames: Sequence[Frame],
@@ -100,6 +115,11 @@ def row(precision: str, active: str, results: list[Any], reference: list[Any], f
                     keypoint_max_px=round(total.max_px, 3))
     elif isinstance(total, DepthError):
         line.update(depth_mean_relative=round(total.mean_relative, 5), depth_max_of_range=round(total.max_of_range, 5))
+    elif isinstance(total, MaskAgreement):
+        line.update(prompts=len(total.ious), mask_mean_iou=round(total.mean_iou, 4),
+                    mask_min_iou=round(total.min_iou, 4), max_score_diff=round(total.max_score_difference, 4))
+    elif isinstance(total, TextAgreement):
+        line.update(texts_same=round(total.same_share, 4), text_similarity=round(total.mean_similarity, 4))
     return line
 
 
