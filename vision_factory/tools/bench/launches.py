@@ -5,9 +5,10 @@ at about 57 ms in some launches and 73 to 78 ms in others, for a whole launch.
                                                    [--weights W] [-p NAME=VALUE ...] [--out out/launches]
 
 Launches the YOLO node `--launches` times on one warm export cache; each time sends `--frames` 640x480 frames
-of the bag one at a time and takes the median frame stamp -> answer latency. Prints each launch's median, the
-median of medians, and the launches slower than it by more than 10% (bimodal launches show up there); writes
-launches.json and launches.png.
+of the bag one at a time and takes the median frame stamp -> answer latency, and the median inference time
+the node reports on /diagnostics (which tells a slow network run from slow transport). Prints each launch's
+median, the median of medians, and the launches slower than it by more than 10% (bimodal launches show up
+there); writes launches.json and launches.png.
 """
 from __future__ import annotations
 
@@ -26,15 +27,17 @@ from vision_factory.tools.workspace import (colcon_build, create_workspace, node
 
 ASSETS = shared_assets()
 SLOW = 1.10  # a launch this much slower than the median of medians is counted slow
+DIAGNOSTICS_PERIOD_S = 1.5  # nodes publish their status every second
 
 
 def launch_medians(ws: Path, env: dict[str, str], backend: str, parameters: dict, frames: list, launches: int,
-                   count: int, domain: int) -> list[float | None]:
-    """Each launch's median latency in ms (None for a launch that never answered)."""
+                   count: int, domain: int) -> tuple[list[float | None], list[float | None]]:
+    """Each launch's median latency in ms, and the median inference time the node itself reported on
+    /diagnostics at the end (None for a launch that never answered or did not say)."""
     from vision_msgs.msg import Detection2DArray
 
     package = f"yolo_{backend}"
-    medians = []
+    medians, inference = [], []
     with tempfile.TemporaryDirectory() as cache:
         command = node_command(ws, package, package, {**parameters, "cache_dir": cache},
                                {"image_raw": "/camera/image_raw"})
@@ -45,9 +48,12 @@ def launch_medians(ws: Path, env: dict[str, str], backend: str, parameters: dict
                 if index:
                     latencies = node.lockstep_latencies(count) if answered else []
                     medians.append(round(statistics.median(latencies) * 1000, 1) if latencies else None)
+                    node.spin_for(DIAGNOSTICS_PERIOD_S)  # the node's status after the last frame
+                    inference.append(float(node.diagnostics["inference_p50_ms"])
+                                     if node.diagnostics.get("inference_p50_ms") else None)
             finally:
                 node.close()
-    return medians
+    return medians, inference
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,15 +70,18 @@ def main(argv: list[str] | None = None) -> int:
     colcon_build(ws)
     parameters = {"model": str(args.weights), **parse_assignments(args.param, ["precision", "inference_threads",
                                                                                "allow_spinning", "calibration_data"])}
-    medians = launch_medians(ws, workspace_env(ws), args.backend, parameters,
-                             bench_frames(ASSETS / "rosbags" / "mmpose_street_demo_5f"), args.launches, args.frames, 90)
+    medians, inference = launch_medians(ws, workspace_env(ws), args.backend, parameters,
+                                        bench_frames(ASSETS / "rosbags" / "mmpose_street_demo_5f"), args.launches,
+                                        args.frames, 90)
     answered = [m for m in medians if m is not None]
     middle = statistics.median(answered) if answered else None
     slow = [m for m in answered if middle and m > middle * SLOW]
     print(f"yolo_{args.backend} {parameters}: e2e p50 per launch (ms): {medians}")
+    print(f"the node's own inference p50 per launch (ms, its /diagnostics): {inference}")
     print(f"median of medians {middle} ms; {len(slow)} of {len(answered)} launches over {SLOW:.2f}x it: {slow}")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "launches.json").write_text(json.dumps({"parameters": parameters, "medians_ms": medians}, indent=1))
+    (args.out / "launches.json").write_text(json.dumps({"parameters": parameters, "medians_ms": medians,
+                                                        "inference_p50_ms": inference}, indent=1))
     import matplotlib
 
     matplotlib.use("Agg")

@@ -64,6 +64,7 @@ class NodeUnderTest:
     log: Path | None = None
     arrivals: list[tuple[float, float]] = field(default_factory=list)  # (stamp, arrival), wall-clock s
     sent: list[float] = field(default_factory=list)  # stamps of the frames published
+    diagnostics: dict[str, str] = field(default_factory=dict)  # the node's last "<node>: inference" status values
 
     def start(self, timeout_s: float = 300.0) -> float | None:
         """Start the process, publish a frame every 50 ms and return the seconds until the first answer
@@ -113,8 +114,7 @@ class NodeUnderTest:
         self.executor.add_node(self.node)
         self.publisher = self.node.create_publisher(Image, INPUT_TOPIC, 10)
         self.node.create_subscription(self.answer_type, self.answers_topic, self._on_answer, QoSProfile(depth=100))
-        self.node.create_subscription(DiagnosticArray, "/diagnostics",
-                                      lambda _: setattr(self, "_heard_diagnostics", True), 10)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
 
     def _disconnect(self) -> None:
         import rclpy
@@ -181,6 +181,12 @@ class NodeUnderTest:
         if hasattr(self, "executor"):
             self._disconnect()
         return code
+
+    def _on_diagnostics(self, msg: Any) -> None:
+        self._heard_diagnostics = True
+        for status in msg.status:
+            if status.name.endswith(": inference"):
+                self.diagnostics = {value.key: value.value for value in status.values}
 
     def _on_answer(self, msg: Any) -> None:
         stamp, arrival = _seconds(msg.header.stamp), time.time()
