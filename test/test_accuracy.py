@@ -173,18 +173,13 @@ def test_quantize_builds_the_int8_network_once_and_reports_it_against_fp32(tmp_p
     assert again.returncode == 0 and "quantising" not in again.stderr and "loaded the cached int8" in again.stderr
 
 
-def test_the_report_compares_keypoints_and_depth_too(tmp_path) -> None:
-    """The pose and depth paths of the report, on stand-ins (no real RTMPose or depth weights here): openvino
-    bf16 against fp32 moves keypoints and depth a little, and not at all at fp32."""
-    pytest.importorskip("transformers")
+def bf16_reports(cases: dict[str, dict[str, str]], tmp_path) -> dict[str, list[dict]]:
+    """Per model, the report's lines (fp32, bf16) of its openvino node with these weights and parameters (every
+    other parameter at its default)."""
     from vision_factory.manifest import load_manifest
     from vision_factory.parameters import node_parameters
     from vision_factory.tools.accuracy_report import report
-    from vision_factory.tools.stand_in_models import batched_pose_model, depth_anything_checkpoint
 
-    detector = asset(ASSETS / "models" / "yolox_nano_8xb8-300e_humanart-40f6f0d0.onnx")
-    cases = {"rtmpose": {"model": str(batched_pose_model(tmp_path / "pose.onnx")), "detector_model": str(detector)},
-             "depth_anything": {"model": str(depth_anything_checkpoint(tmp_path / "depth"))}}
     lines = {}
     for model, weights in cases.items():
         manifest = load_manifest(model)
@@ -192,6 +187,19 @@ def test_the_report_compares_keypoints_and_depth_too(tmp_path) -> None:
         values = {**{p.name: p.default for p in node_parameters(manifest, backend)}, **weights,
                   "cache_dir": str(tmp_path / "cache")}
         lines[model] = report(manifest, backend, values, ["bf16"], ASSETS)
+    return lines
+
+
+def test_the_report_compares_keypoints_and_depth_too(tmp_path) -> None:
+    """The pose and depth paths of the report, on stand-ins (no real RTMPose or depth weights here): openvino
+    bf16 against fp32 moves keypoints and depth a little, and not at all at fp32."""
+    pytest.importorskip("transformers")
+    from vision_factory.tools.stand_in_models import batched_pose_model, depth_anything_checkpoint
+
+    detector = asset(ASSETS / "models" / "yolox_nano_8xb8-300e_humanart-40f6f0d0.onnx")
+    cases = {"rtmpose": {"model": str(batched_pose_model(tmp_path / "pose.onnx")), "detector_model": str(detector)},
+             "depth_anything": {"model": str(depth_anything_checkpoint(tmp_path / "depth"))}}
+    lines = bf16_reports(cases, tmp_path)
     (pose_fp32, pose_bf16), (depth_fp32, depth_bf16) = lines["rtmpose"], lines["depth_anything"]
     assert pose_fp32["fp32_people"] == pose_fp32["people_found"] >= 14 and pose_fp32["keypoint_max_px"] == 0
     assert pose_bf16["people_found"] >= pose_fp32["fp32_people"] - 2 and 0 < pose_bf16["keypoint_mean_px"] < 20
