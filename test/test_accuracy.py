@@ -211,21 +211,13 @@ def test_the_report_compares_masks_and_generated_text_too(tmp_path) -> None:
     SAM prompted with a 3 x 3 point grid on every frame, Florence-2 captioning each; fp32 agrees with itself
     exactly, bf16 within what its rounding moves."""
     pytest.importorskip("transformers")
-    from vision_factory.manifest import load_manifest
-    from vision_factory.parameters import node_parameters
-    from vision_factory.tools.accuracy_report import report
     from vision_factory.tools.stand_in_models import florence2_checkpoint, sam_checkpoint
 
+    asset(IMAGES / "coco_mmpose" / "test_coco.json")  # the report's sample: skips with its path when absent
     cases = {"sam": {"model": str(sam_checkpoint(tmp_path / "sam"))},
              "florence2": {"model": str(florence2_checkpoint(tmp_path / "florence2")), "task": "caption",
                            "max_new_tokens": 8}}
-    lines = {}
-    for model, weights in cases.items():
-        manifest = load_manifest(model)
-        backend = manifest.backend("openvino")
-        values = {**{p.name: p.default for p in node_parameters(manifest, backend)}, **weights,
-                  "cache_dir": str(tmp_path / "cache")}
-        lines[model] = report(manifest, backend, values, ["bf16"], ASSETS)
+    lines = bf16_reports(cases, tmp_path)
     (sam_fp32, sam_bf16), (text_fp32, text_bf16) = lines["sam"], lines["florence2"]
     assert sam_fp32["prompts"] == sam_bf16["prompts"] == 9 * sam_fp32["frames"]
     assert sam_fp32["mask_min_iou"] == 1.0 and sam_fp32["max_score_diff"] == 0.0
