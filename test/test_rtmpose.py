@@ -317,3 +317,27 @@ def test_all_people_of_a_frame_in_one_run_answer_as_rtmlib_one_by_one(tmp_path) 
     assert calls == [1] * 5
     np.testing.assert_allclose(one_by_one[0], keypoints, atol=1e-3)
     np.testing.assert_allclose(one_by_one[1], scores, atol=1e-5)
+
+
+def test_the_benchmarks_rtmpose_architecture_has_mmposes_sizes_and_rtmlibs_signature(tmp_path) -> None:
+    """The pose network the benchmark measures (tools.rtmpose_architecture) is RTMPose as mmpose builds it:
+    the parameter counts mmpose publishes for RTMPose-t/s/m/l, and, exported, rtmlib's signature with a dynamic
+    batch axis that our estimator runs all of a frame's people through at once, as rtmlib runs them one by one."""
+    pytest.importorskip("torch")
+    from rtmlib import RTMPose
+
+    from vision_factory.tools.rtmpose_architecture import RtmPose, export_rtmpose
+
+    millions = {size: round(sum(p.numel() for p in RtmPose(size).parameters()) / 1e6, 2) for size in "tsml"}
+    assert millions == {"t": 3.34, "s": 5.47, "m": 13.59, "l": 27.66}  # mmpose's RTMPose body model table
+    network = export_rtmpose(tmp_path / "rtmpose_t.onnx", "t")
+    session = OnnxRuntimeSession(network, {"execution_provider": "cpu"})
+    assert session.input_shape == (-1, 3, 256, 192)
+    image = cv2.imread(str(asset(ASSETS / "images" / "bus.jpg")))
+    boxes = np.array([[50, 400, 250, 900], [220, 380, 350, 860], [660, 380, 810, 880]], np.float32)
+    keypoints, scores = PoseEstimator(session)(image, boxes)
+    theirs = RTMPose(str(network), model_input_size=(192, 256), backend="onnxruntime", device="cpu")
+    their_keypoints, their_scores = theirs(image, list(boxes))
+    assert keypoints.shape == (3, 17, 2)
+    np.testing.assert_allclose(keypoints, their_keypoints, atol=1e-3)
+    np.testing.assert_allclose(scores, their_scores, atol=1e-4)
