@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                                         bench_frames(ASSETS / "rosbags" / "mmpose_street_demo_5f"), args.launches,
                                         args.frames, 90)
     answered = [m for m in medians if m is not None]
-    middle = statistics.median(answered) if answered else None
+    middle = round(statistics.median(answered), 1) if answered else None
     slow = [m for m in answered if middle and m > middle * SLOW]
     print(f"yolo_{args.backend} {parameters}: e2e p50 per launch (ms): {medians}")
     print(f"the node's own inference p50 per launch (ms, its /diagnostics): {inference}")
