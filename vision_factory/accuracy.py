@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import difflib
 import io
-from dataclasses import dataclass
-from typing import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -49,8 +49,21 @@ def greedy_pairs(ious: np.ndarray, allowed: np.ndarray | None = None) -> list[tu
     return pairs
 
 
+class Tally:
+    """A frozen dataclass of counts and per-sample tuples, one frame's: + joins two field by field (counts added,
+    tuples concatenated), so the frames' add up to the whole sample's."""
+
+    def __add__(self, other: Any) -> Any:
+        return type(self)(*(getattr(self, field.name) + getattr(other, field.name) for field in fields(self)))
+
+
+def _mean(values: Sequence[float], empty: float) -> float:
+    """The mean of `values`; `empty` when there are none."""
+    return float(np.mean(values)) if values else empty
+
+
 @dataclass(frozen=True)
-class DetectionAgreement:
+class DetectionAgreement(Tally):
     """The fp32 reference's detections the candidate recovers (same class, IoU >= IOU_MIN, paired greedily best
     reference score first), summed over frames with +. score_differences: |candidate - reference| per pair."""
 
@@ -58,10 +71,6 @@ class DetectionAgreement:
     recovered: int = 0
     added: int = 0  # candidate detections paired with none of the reference's
     score_differences: tuple[float, ...] = ()
-
-    def __add__(self, other: "DetectionAgreement") -> "DetectionAgreement":
-        return DetectionAgreement(self.reference + other.reference, self.recovered + other.recovered,
-                                  self.added + other.added, self.score_differences + other.score_differences)
 
     @property
     def lost(self) -> int:
@@ -73,7 +82,7 @@ class DetectionAgreement:
 
     @property
     def mean_score_difference(self) -> float:
-        return float(np.mean(self.score_differences)) if self.score_differences else 0.0
+        return _mean(self.score_differences, 0.0)
 
     @property
     def max_score_difference(self) -> float:
@@ -117,7 +126,7 @@ def person_ap50(results: Mapping[int, Detections], truth: dict) -> float:
 
 
 @dataclass(frozen=True)
-class KeypointError:
+class KeypointError(Tally):
     """Distances in pixels between the candidate's keypoints and the fp32 reference's, over the people both
     found (paired by box as detections are) and the keypoints both place; summed over frames with +."""
 
@@ -125,12 +134,9 @@ class KeypointError:
     found: int = 0
     distances: tuple[float, ...] = ()
 
-    def __add__(self, other: "KeypointError") -> "KeypointError":
-        return KeypointError(self.people + other.people, self.found + other.found, self.distances + other.distances)
-
     @property
     def mean_px(self) -> float:
-        return float(np.mean(self.distances)) if self.distances else 0.0
+        return _mean(self.distances, 0.0)
 
     @property
     def max_px(self) -> float:
@@ -148,19 +154,16 @@ def keypoint_error(reference: Poses, candidate: Poses) -> KeypointError:
 
 
 @dataclass(frozen=True)
-class DepthError:
+class DepthError(Tally):
     """Per frame, the mean absolute difference to the fp32 depth divided by the mean absolute fp32 depth
     (relative error), and the largest difference divided by the fp32 depth's range; + collects frames."""
 
     relative: tuple[float, ...] = ()
     worst_of_range: tuple[float, ...] = ()
 
-    def __add__(self, other: "DepthError") -> "DepthError":
-        return DepthError(self.relative + other.relative, self.worst_of_range + other.worst_of_range)
-
     @property
     def mean_relative(self) -> float:
-        return float(np.mean(self.relative)) if self.relative else 0.0
+        return _mean(self.relative, 0.0)
 
     @property
     def max_of_range(self) -> float:
@@ -178,19 +181,16 @@ def depth_error(reference: DepthMap, candidate: DepthMap) -> DepthError:
 
 
 @dataclass(frozen=True)
-class MaskAgreement:
+class MaskAgreement(Tally):
     """Per prompt, the IoU of the candidate's mask with the fp32 reference's mask of the same prompt, and the
     difference of their predicted IoU scores; + collects prompts and frames."""
 
     ious: tuple[float, ...] = ()
     score_differences: tuple[float, ...] = ()
 
-    def __add__(self, other: "MaskAgreement") -> "MaskAgreement":
-        return MaskAgreement(self.ious + other.ious, self.score_differences + other.score_differences)
-
     @property
     def mean_iou(self) -> float:
-        return float(np.mean(self.ious)) if self.ious else 1.0
+        return _mean(self.ious, 1.0)
 
     @property
     def min_iou(self) -> float:
@@ -216,23 +216,20 @@ def mask_agreement(reference: Sequence[Segmentation], candidate: Sequence[Segmen
 
 
 @dataclass(frozen=True)
-class TextAgreement:
+class TextAgreement(Tally):
     """Per frame, whether the candidate's generated text equals the fp32 reference's, and how alike the two are
     (difflib's ratio over their words: 1 equal, 0 nothing in common); + collects frames."""
 
     same: tuple[bool, ...] = ()
     similarity: tuple[float, ...] = ()
 
-    def __add__(self, other: "TextAgreement") -> "TextAgreement":
-        return TextAgreement(self.same + other.same, self.similarity + other.similarity)
-
     @property
     def same_share(self) -> float:
-        return float(np.mean(self.same)) if self.same else 1.0
+        return _mean(self.same, 1.0)
 
     @property
     def mean_similarity(self) -> float:
-        return float(np.mean(self.similarity)) if self.similarity else 1.0
+        return _mean(self.similarity, 1.0)
 
 
 def text_agreement(reference: GeneratedText, candidate: GeneratedText) -> TextAgreement:
